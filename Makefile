@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all bench env clean-runs
+
+# The environment: created once, re-installed when pyproject.toml changes (offline: local wheel cache / registry).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+env: $(STAMP)
+
+demo: $(STAMP)  ## the demo scaling study (about 8 minutes on 2 cores); results in runs/digits_demo/
+	$(BIN)/lab demo
+
+test: $(STAMP)  ## the default test suite (slow tests excluded)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)  ## every test, the slow ones too
+	$(BIN)/python -m pytest -m ''
+
+bench: $(STAMP)  ## time per stage of the demo
+	$(BIN)/python benchmarks/bench_demo.py
+
+clean-runs:
+	rm -rf runs

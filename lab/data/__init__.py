@@ -1,0 +1,1 @@
+"""Datasets: the sharded on-disk format for synthetic sets and the registry of real datasets."""

