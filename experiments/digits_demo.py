@@ -101,16 +101,23 @@ def plan_points(config: DemoConfig, dataset_dir: Path) -> list[FinetuneJob]:
     return jobs
 
 
-def fit_curves(table: pd.DataFrame, config: DemoConfig) -> dict[int, Any]:
-    """Fit the law to the top-1 error of every s, on n > 0 with all seeds (bootstrap over seeds)."""
-    from analysis.fit import fit_law
+def fit_curves(table: pd.DataFrame, config: DemoConfig) -> tuple[dict[int, Any], dict[int, str]]:
+    """Fit the law to the top-1 error of every s, on n > 0 with all seeds (bootstrap over seeds).
 
-    fits = {}
+    A curve the law cannot be fitted to (too few points) is returned with the reason instead of a fit.
+    """
+    from analysis.fit import fit_law
+    from analysis.validation import InputError
+
+    fits, unfitted = {}, {}
     errors = table[table.metric == "top1"]
     for s, curve in errors[errors.n > 0].groupby("s"):
-        fits[int(s)] = fit_law(curve.n.to_numpy(float), curve.error.to_numpy(float), law=config.fit.law,
-                               bootstrap=config.fit.bootstrap, seed=config.fit.seed)
-    return fits
+        try:
+            fits[int(s)] = fit_law(curve.n.to_numpy(float), curve.error.to_numpy(float), law=config.fit.law,
+                                   bootstrap=config.fit.bootstrap, seed=config.fit.seed)
+        except InputError as error:
+            unfitted[int(s)] = str(error)
+    return fits, unfitted
 
 
 def plot_study(table: pd.DataFrame, fits: dict[int, Any], path: Path) -> None:
@@ -134,7 +141,7 @@ def plot_study(table: pd.DataFrame, fits: dict[int, Any], path: Path) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -144,7 +151,8 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"mean": "error_mean", "std": "error_std", "count": "seeds"}))
 
 
-def write_report(config: DemoConfig, table: pd.DataFrame, fits: dict[int, Any], timings: dict[str, float]) -> str:
+def write_report(config: DemoConfig, table: pd.DataFrame, fits: dict[int, Any], unfitted: dict[int, str],
+                 timings: dict[str, float]) -> str:
     lines = [f"# {config.experiment}: synthetic digits -> real {config.data.name}", "",
              f"Model `{config.model.name}`; pre-training on n synthetic images, fine-tuning on s real images, "
              f"top-1 error on {config.data.test_size} held-out real images (last step, not the best). "
@@ -161,6 +169,8 @@ def write_report(config: DemoConfig, table: pd.DataFrame, fits: dict[int, Any], 
             largest = table[(table.metric == "top1") & (table.s == s) & (table.n == max(config.n))].error.mean()
             lines.append(f"\nFrom scratch: {scratch.mean():.2%}; at n = {max(config.n)}: {largest:.2%} "
                          f"({scratch.mean() - largest:+.2%} points from pre-training).")
+    for s, reason in sorted(unfitted.items()):
+        lines += ["", f"## s = {s}: not fitted", "", reason]
     lines += ["", "## Time per stage (seconds, summed over jobs; jobs ran in parallel)", "",
               "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += ["", "Files: `results.csv` (tidy table), `fit.json`, `scaling.png`, `config.yaml`.", ""]
@@ -197,10 +207,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         raise RuntimeError(f"{len(failed)} of {len(outcomes)} points failed (finished ones are kept):\n{details}")
 
     started = time.perf_counter()
-    fits = fit_curves(table, config)
+    fits, unfitted = fit_curves(table, config)
     timings["fit"] = time.perf_counter() - started
     atomic_write_json(out / "fit.json", {str(s): r.to_dict() for s, r in fits.items()})
-    plot_study(table, fits, out / "scaling.png")
-    report = write_report(config, table, fits, timings)
+    if fits:
+        plot_study(table, fits, out / "scaling.png")
+    report = write_report(config, table, fits, unfitted, timings)
     atomic_write_text(out / "report.md", report)
     return {"table": table, "fits": fits, "timings": timings, "report": report, "dir": out}

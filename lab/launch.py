@@ -9,6 +9,7 @@ even when some fail, and cancels what is running on Ctrl-C so a re-run resumes c
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,15 @@ class JobOutcome:
         return self.error is None
 
 
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
+
+
 def first_error_line(error: BaseException) -> str:
-    """The last non-empty line of a failure (a traceback's final line names the actual error)."""
+    """The line that names the job's actual error (the last 'SomeError: ...' of its traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if _ERROR_LINE.match(line)]
+    if named:
+        return named[-1]
     return lines[-1] if lines else type(error).__name__
 
 

@@ -111,12 +111,17 @@ class FinetuneJob:
 
 @lru_cache(maxsize=1)
 def git_commit() -> str:
+    """HEAD of the lab's checkout, with '-dirty' when tracked files differ from it (results must say so)."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True, timeout=10, cwd=here)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    commit = head.stdout.strip()
+    if not commit:
+        return "unknown"
+    return commit + ("-dirty" if dirty.returncode == 1 else "")
 
 
 def provenance() -> dict[str, Any]:

