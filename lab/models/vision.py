@@ -1,4 +1,4 @@
-"""Models by name: timm names pass straight through to `timm.create_model` (never with hub weights)."""
+"""Vision models: timm names pass straight through to `timm.create_model` (never with hub weights)."""
 
 from __future__ import annotations
 
