@@ -87,13 +87,15 @@ def validate(config: DemoConfig) -> None:
 
 def plan_points(config: DemoConfig, dataset_dir: Path) -> list[FinetuneJob]:
     """One job per (n, s, seed), largest pre-training first so the slowest jobs start early."""
+    dataset_id = config_hash(config.renderer)
     jobs = []
     for n in sorted(set(config.n), reverse=True):
         for seed in config.seeds:
             pretrain = None
             if n > 0:
-                pretrain = PretrainJob(root=config.root, experiment=config.experiment, dataset=str(dataset_dir), n=n,
-                                       seed=seed, model=config.model, train=config.pretrain)
+                pretrain = PretrainJob(root=config.root, experiment=config.experiment, dataset=str(dataset_dir),
+                                       dataset_id=dataset_id, n=n, seed=seed, model=config.model,
+                                       train=config.pretrain)
             for s in config.s:
                 jobs.append(FinetuneJob(root=config.root, experiment=config.experiment, data=config.data, s=s,
                                         seed=seed, image_size=config.renderer.image_size, model=config.model,

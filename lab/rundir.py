@@ -13,7 +13,9 @@ import fcntl
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -121,6 +123,21 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(to_plain(record), sort_keys=True) + "\n")
+
+    @property
+    def attempts_path(self) -> Path:
+        return self.path / "attempts.jsonl"
+
+    def record_attempt(self) -> None:
+        """One line per start of real work: more than one means the run was requeued or resumed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        record = {"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+                  "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")}
+        with open(self.attempts_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def attempts(self) -> int:
+        return len(self.attempts_path.read_text().splitlines()) if self.attempts_path.exists() else 0
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

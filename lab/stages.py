@@ -74,18 +74,25 @@ class FinetuneConfig:
 
 @dataclass
 class PretrainJob:
+    """Pre-train on the first n samples of a rendered synthetic dataset."""
+
     root: str
     experiment: str
     dataset: str  # folder of a sharded synthetic dataset
+    dataset_id: str  # hash of the renderer config: rendering is deterministic, so it names the content
     n: int
     seed: int
     model: ModelConfig = field(default_factory=ModelConfig)
     train: PretrainConfig = field(default_factory=PretrainConfig)
     num_classes: int = 10
+    threads: int = 0
 
-    def identity(self, dataset_hash: str) -> dict[str, Any]:
-        return {"dataset": dataset_hash, "n": self.n, "seed": self.seed, "model": self.model,
+    def identity(self) -> dict[str, Any]:
+        return {"dataset": self.dataset_id, "n": self.n, "seed": self.seed, "model": self.model,
                 "train": self.train, "num_classes": self.num_classes}
+
+    def run_dir(self) -> RunDir:
+        return RunDir.for_config(self.root, self.experiment, "pretrain", self.identity())
 
 
 @dataclass
@@ -107,6 +114,14 @@ class FinetuneJob:
     @property
     def n(self) -> int:
         return 0 if self.pretrain is None else self.pretrain.n
+
+    def identity(self) -> dict[str, Any]:
+        return {"data": self.data, "s": self.s, "seed": self.seed, "image_size": self.image_size,
+                "model": self.model, "train": self.train,
+                "pretrain": self.pretrain.run_dir().hash if self.pretrain else None}
+
+    def run_dir(self) -> RunDir:
+        return RunDir.for_config(self.root, self.experiment, "finetune", self.identity())
 
 
 @lru_cache(maxsize=1)
@@ -130,13 +145,17 @@ def provenance() -> dict[str, Any]:
 
 
 def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
-    dataset = ShardedDataset.open(job.dataset)
-    run = RunDir.for_config(job.root, job.experiment, "pretrain", job.identity(dataset.content_hash))
+    """Pre-train (or return the stored result of) one (dataset, n, model, seed)."""
+    if job.threads > 0:
+        torch.set_num_threads(job.threads)
+    run = job.run_dir()
     with run.lock():
         if run.done:
             return run.read_result()
+        run.record_attempt()
         started = time.perf_counter()
-        run.write_config({**job.identity(dataset.content_hash), "dataset_path": job.dataset})
+        dataset = ShardedDataset.open(job.dataset)
+        run.write_config({**job.identity(), "dataset_path": job.dataset, "dataset_hash": dataset.content_hash})
         arrays = dataset.load(job.n)
         torch.manual_seed(job.seed)
         model = create_model(job.model, job.num_classes)
@@ -157,14 +176,13 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     parent = run_pretrain(job.pretrain, job.progress) if job.pretrain is not None else None
-    identity = {"data": job.data, "s": job.s, "seed": job.seed, "image_size": job.image_size, "model": job.model,
-                "train": job.train, "pretrain": parent["run_hash"] if parent else None}
-    run = RunDir.for_config(job.root, job.experiment, "finetune", identity)
+    run = job.run_dir()
     with run.lock():
         if run.done:
             return run.read_result()
+        run.record_attempt()
         started = time.perf_counter()
-        run.write_config(identity)
+        run.write_config(job.identity())
         split = real_split(job.data, job.image_size)
         images, labels = finetune_subset(split, job.s, job.seed)
         torch.manual_seed(job.seed)
