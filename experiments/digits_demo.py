@@ -134,7 +134,7 @@ def plot_study(table: pd.DataFrame, fits: dict[int, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(fits), figsize=(6 * len(fits), 4.5), squeeze=False)
     for ax, (s, result) in zip(axes[0], sorted(fits.items())):
         curve = errors[(errors.s == s) & (errors.n > 0)]
-        plot_fit(result, curve.n.to_numpy(float), curve.error.to_numpy(float), ax=ax,
+        plot_fit(result, curve.n.to_numpy(float), curve.error.to_numpy(float), ax=ax, residuals=True,
                  title=f"{table.model.iloc[0]}: synthetic digits -> {table.data.iloc[0]}, s = {s}")
         scratch = errors[(errors.s == s) & (errors.n == 0)].error
         if len(scratch):

@@ -1,0 +1,76 @@
+"""Scaling-law fitting with honest uncertainty, extrapolation checks and the theoretical bound.
+
+Pure functions that return dataclasses with a text ``report()``; nothing here imports ``lab``,
+``synth_render`` or ``experiments`` (they depend on us, never the reverse).
+
+Laws (``analysis.laws``)
+    ``LAWS`` registry, ``get_law(name)`` (unknown name -> ValueError listing valid ones),
+    ``@register_law(bounds=..., guess=..., start_grid=..., independent_vars=..., target_range=...)``.
+    Registered: ``power_floor`` D n^-alpha + C; ``joint_ns`` delta (gamma + n^-alpha) s^-beta;
+    ``joint_additive`` C + E s^-beta + D n^-alpha s^-kappa; ``chinchilla`` E + A/N^alpha + B/D^beta;
+    ``broken_power`` (one smooth break); ``m4`` (Alabdulmohsin et al. 2022).
+
+Fitting (``analysis.fit``)
+    ``fit_law(x, y, law="power_floor", *, fix=None, bounds=None, space="linear"|"log",
+    loss="l2"|"huber", huber_delta=1e-3, weights=None, groups=None, shared=(), grid=None,
+    n_starts=None, target_range="law", bootstrap=0, seed=None, resample="auto", level=0.95,
+    conf_interval=False, row_labels=None, max_nfev=None) -> FitResult``.
+    x is a 1-D array, or a mapping / DataFrame / (m, k) array for joint laws. ``groups`` gives
+    one label per point for a global fit; parameters named in ``shared`` are common to all groups,
+    the others are per group (``alpha[group]``). ``bootstrap(result, n_resamples, seed=...,
+    resample="seeds"|"points"|"residuals"|"auto")`` adds percentile intervals afterwards.
+    ``FitResult``: law, params, stderr, fixed, intervals (name -> (lo, hi)), r2, aic, bic,
+    n_points, converged, message, warnings, ``predict(x, group=None)``,
+    ``predict_interval(x)``, ``law_params(group)``, ``report()``, ``to_dict()``.
+    Bad input raises ``InputError`` (a ValueError) naming the offending rows. Non-convergence is
+    never raised or hidden: ``converged`` is False, ``message`` says why, ``warnings`` and the
+    report flag it (also bounds hit, flat optima, weakly determined parameters).
+
+Plots (``analysis.plots``)
+    ``plot_fit(result, x, y, ax=None, *, groups=None, residuals=None, band=True, x_axis=None,
+    extend_to=None, title=None) -> Figure`` (residual panel by default on a new figure);
+    ``plot_transfer_grid(table, x="n", y="error", row="pretrain_task", col="finetune_task",
+    hue=None, law="power_floor", fit_options=None) -> TransferGrid`` (Figure 1 layout; n = 0 rows
+    drawn as a dashed scratch baseline).
+
+Extrapolation (``analysis.extrapolation``)
+    ``evaluate_extrapolation(x, y, law, *, cut, x_axis=None, groups=None, **fit_options)
+    -> ExtrapolationResult`` (mean/max absolute error and RMSLE = rms log(pred/obs) beyond the cut);
+    ``compare_laws(x, y, laws, *, cut, **fit_options) -> LawComparison`` ranked by held-out RMSLE,
+    with AIC/BIC of full-data fits alongside.
+
+Questions (``analysis.questions``), each an ``Estimate`` (value, bootstrap interval, note)
+    ``transfer_gap(result, group=None, at=None)`` (the limit n -> inf, C for power_floor);
+    ``n_to_reach(result, target, group=None, at=None)`` (inf when the target is below the gap);
+    ``real_sample_equivalent(result, n=, s=, n_reference=)`` for joint (n, s) laws.
+
+Theory (``analysis.theory``; derivation in its docstring)
+    ``TransferSetting`` (spectral exponents, task distance, learner sizes), ``expected_risk``,
+    ``risk_bound``, ``predicted_gap``, ``simulate_transfer(setting, ...) -> TransferSimulation``,
+    ``simulate_explicit_design``, ``check_theory(simulation) -> TheoryCheck``, ``plot_theory``.
+
+Golden data (``analysis.chinchilla``)
+    ``load_chinchilla(path)``, ``fit_chinchilla(frame, **fit_options)``, ``REPLICATION_ESTIMATES``.
+
+Command line (``analysis.cli``)
+    ``add_fit_arguments(parser)`` and ``run_fit(args) -> int`` back ``lab fit FILE.csv --x n --y error
+    [--group COLS] [--shared alpha] [--law ...] [--fix D=0.48] [--extrapolate-from X] [--out DIR]``;
+    ``python -m analysis.cli FILE.csv ...`` runs it standalone.
+"""
+
+from analysis.fit import BootstrapSummary, FitResult, bootstrap, fit_law
+from analysis.laws import LAWS, Law, get_law, list_laws, register_law
+from analysis.validation import InputError
+
+__all__ = [
+    "LAWS",
+    "BootstrapSummary",
+    "FitResult",
+    "InputError",
+    "Law",
+    "bootstrap",
+    "fit_law",
+    "get_law",
+    "list_laws",
+    "register_law",
+]
