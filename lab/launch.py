@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,19 +25,39 @@ EXECUTORS: Registry[Callable[[Path, "LauncherConfig"], submitit.Executor]] = Reg
 
 @dataclass
 class LauncherConfig:
-    name: str = "local"
-    max_parallel: int = 2
+    """Where jobs run. The Slurm fields are ignored by the local and debug executors."""
+
+    name: str = "local"  # local | debug | slurm
+    max_parallel: int = 2  # local: jobs at once
     timeout_min: int = 120
-    threads_per_job: int = 0  # 0: the machine's cores shared evenly between parallel jobs
+    threads_per_job: int = 0  # 0: local: the machine's cores shared between parallel jobs; slurm: cpus_per_task
+    partition: str = ""  # "" = the cluster's default partition
+    cpus_per_task: int = 1
+    tasks_per_node: int = 1  # > 1: one DDP process per task
+    nodes: int = 1
+    mem_gb: float = 2.0
+    gpus_per_node: int = 0
+    array_parallelism: int = 64
+    signal_delay_s: int = 90  # submitit asks for SIGUSR2 this long before the time limit, to requeue
+    extra_sbatch: dict[str, str] = field(default_factory=dict)  # e.g. {account: myproj, qos: high}
 
     def validate(self) -> None:
         EXECUTORS.get(self.name)
-        if self.max_parallel <= 0:
-            raise ValueError(f"launcher.max_parallel must be positive, got {self.max_parallel}")
+        for key in ("max_parallel", "timeout_min", "cpus_per_task", "tasks_per_node", "nodes", "array_parallelism"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"launcher.{key} must be positive, got {getattr(self, key)}")
+        if self.mem_gb <= 0 or self.gpus_per_node < 0:
+            raise ValueError("launcher.mem_gb must be positive and launcher.gpus_per_node >= 0")
+        if self.name == "slurm" and self.timeout_min * 60 <= self.signal_delay_s + 60:
+            # Slurm may signal up to 60 s early: the job would be told to requeue the moment it starts
+            raise ValueError(f"launcher.timeout_min={self.timeout_min} leaves no time before the requeue signal "
+                             f"(signal_delay_s={self.signal_delay_s}); raise it or lower signal_delay_s")
 
     def threads(self) -> int:
         if self.threads_per_job > 0:
             return self.threads_per_job
+        if self.name == "slurm":
+            return self.cpus_per_task
         return max(1, (os.cpu_count() or 1) // self.max_parallel)
 
 
@@ -52,6 +72,27 @@ def local_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
 def debug_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
     """In the calling process, one job at a time: for tests and pdb."""
     return submitit.DebugExecutor(folder=folder)
+
+
+@EXECUTORS.register("slurm")
+def slurm_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
+    """A Slurm executor, after checking that the partition can run such jobs at all."""
+    from lab.slurm import check_request, default_partition
+
+    partition = config.partition or default_partition()
+    check_request(partition, cpus_per_task=config.cpus_per_task, tasks_per_node=config.tasks_per_node,
+                  nodes=config.nodes, mem_gb=config.mem_gb, gpus_per_node=config.gpus_per_node,
+                  time_min=config.timeout_min)
+    executor = submitit.SlurmExecutor(folder=folder)
+    executor.update_parameters(
+        partition=partition, time=config.timeout_min, nodes=config.nodes, ntasks_per_node=config.tasks_per_node,
+        cpus_per_task=config.cpus_per_task, mem=f"{int(config.mem_gb * 1024)}MB",
+        array_parallelism=config.array_parallelism, signal_delay_s=config.signal_delay_s,
+        additional_parameters=dict(config.extra_sbatch),
+    )
+    if config.gpus_per_node:
+        executor.update_parameters(gpus_per_node=config.gpus_per_node)
+    return executor
 
 
 @dataclass

@@ -22,6 +22,13 @@ def render_dataset(config: Any, count: int, out_dir: Path | str, *, workers: int
     return ShardedDataset.open(out_dir)
 
 
+def render_shards(config: Any, count: int, out_dir: Path | str, shards: list[int], *, workers: int = 1) -> list[int]:
+    """Render only `shards` of a `count`-sample dataset: one task of a render array job."""
+    write_sharded(out_dir, create_renderer(config), count, shard_size=config.shard_size, generator=to_plain(config),
+                  seed=config.seed, workers=workers, progress=False, only_shards=shards)
+    return shards
+
+
 def contact_sheet(images: np.ndarray, labels: np.ndarray | None = None, columns: int = 16, zoom: int = 3) -> Image.Image:
     """A grid of samples (sorted by label when given) as one greyscale image, for a quick look."""
     if labels is not None:

@@ -118,3 +118,18 @@ def test_contact_sheet_has_one_cell_per_sample():
     images = np.zeros((20, 28, 28), np.uint8)
     sheet = contact_sheet(images, np.arange(20) % 10, columns=10, zoom=1)
     assert sheet.size == (10 * 29, 2 * 29)
+
+
+def test_an_array_task_renders_its_slice_and_a_final_pass_writes_the_manifest(tmp_path):
+    from synth_render.dataset import render_shards
+
+    out = tmp_path / "data"
+    assert render_shards(small_config(), 40, out, [1]) == [1]
+    assert (out / "shard-00001.json").exists() and not (out / "shard-00000.json").exists()
+    assert not (out / "manifest.json").exists()
+    render_shards(small_config(), 40, out, [0, 2])
+    finished = render_dataset(small_config(), 40, out, progress=False)
+    reference = render_dataset(small_config(), 40, tmp_path / "whole", progress=False)
+    assert finished.content_hash == reference.content_hash
+    with pytest.raises(ValueError, match="only_shards"):
+        render_shards(small_config(), 40, out, [3])

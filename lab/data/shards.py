@@ -20,7 +20,7 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -86,11 +86,14 @@ def write_sharded(
     seed: int,
     workers: int = 1,
     progress: bool = True,
-) -> dict[str, Any]:
+    only_shards: Sequence[int] | None = None,
+) -> dict[str, Any] | None:
     """Generate `count` samples into `out_dir`, keeping intact finished shards; return the manifest.
 
     `generator` is the generator's config (recorded and hashed); `make_sample` must be picklable when
-    `workers > 1` (a module-level function or a dataclass instance with `__call__`).
+    `workers > 1` (a module-level function or a dataclass instance with `__call__`). With `only_shards`,
+    just those shards are made and no manifest is written (one task of an array job renders a slice; a
+    later call without it verifies every shard and writes the manifest).
     """
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
@@ -101,14 +104,17 @@ def write_sharded(
     n_shards = math.ceil(count / shard_size)
     records: dict[int, dict[str, Any]] = {}
     todo = []
-    for shard in range(n_shards):
+    wanted = range(n_shards) if only_shards is None else sorted(set(only_shards))
+    if any(not 0 <= shard < n_shards for shard in wanted):
+        raise ValueError(f"only_shards must lie in [0, {n_shards}) for {count} samples of {shard_size} per shard")
+    for shard in wanted:
         indices = _shard_range(shard, shard_size, count)
         record = _finished_record(out_dir, shard, indices)
         if record is None:
             todo.append((shard, indices))
         else:
             records[shard] = record
-    bar = tqdm(total=n_shards, initial=n_shards - len(todo), desc=f"render {out_dir.name}", unit="shard",
+    bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc=f"render {out_dir.name}", unit="shard",
                disable=not progress)
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -121,6 +127,8 @@ def write_sharded(
             records[shard] = _write_shard(out_dir, shard, indices, make_sample)
             bar.update()
     bar.close()
+    if only_shards is not None:
+        return None
     shards = [records[s] for s in range(n_shards)]
     manifest = {
         "format_version": FORMAT_VERSION,
