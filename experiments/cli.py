@@ -48,6 +48,50 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from experiments.sweep import SweepConfig, plan_sweep
+    from lab import sweep
+    from lab.config import to_yaml
+    from lab.rundir import atomic_write_text
+
+    config = _load("sweep", SweepConfig, args.overrides)
+    folder = Path(config.root) / config.name / "sweep"
+    if args.action == "launch":
+        plan = plan_sweep(config)
+        atomic_write_text(folder / "config.yaml", to_yaml(config))
+        outcome = sweep.launch(plan, config.launcher)
+        print(f"{config.name}: {len(plan.points)} points, {len(plan.tasks)} tasks; submitted {outcome['submitted']} "
+              f"({outcome['skipped_done']} done, {outcome['skipped_active']} still queued or running) "
+              f"with the {config.launcher.name} executor. Watch it: lab sweep status {' '.join(args.overrides)}")
+        return 0
+    if not (folder / sweep.PLAN_FILE).exists():
+        print(f"lab sweep {args.action}: no sweep launched at {folder}", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        table = sweep.status(folder)
+        with pd_display():
+            print(table.to_string(index=False))
+        counts = table.state.value_counts().to_dict()
+        print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        return 0
+    out = Path(args.out) if args.out else Path(config.root) / config.name / "results.csv"
+    table = sweep.collect(folder, config.name, out)
+    print(f"wrote {len(table)} rows ({table.run_hash.nunique() if len(table) else 0} runs) to {out}")
+    return 0
+
+
+def pd_display():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 500)
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from lab.models.plamo.info import run_model_info
+
+    return run_model_info(args)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.cli import run_fit
 
@@ -81,6 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("overrides", nargs="*", help="Hydra overrides: count=, out=, workers=, preview=, renderer.*")
     render.set_defaults(handler=cmd_render)
 
+    sweep = commands.add_parser(
+        "sweep", help="launch, watch and collect a sweep (local, debug or Slurm executor)",
+        description="A grid over the digits study as render / pre-train / fine-tune jobs. 'launch' returns at once "
+                    "(re-launching submits only missing or failed points); 'status' prints one row per point; "
+                    "'collect' writes the tidy results table. Example: lab sweep launch +experiment=sweep_toy "
+                    "launcher=slurm")
+    sweep.add_argument("action", choices=["launch", "status", "collect"])
+    sweep.add_argument("--out", help="collect: output file (.csv, or .parquet with pyarrow installed)")
+    sweep.add_argument("overrides", nargs="*", help="Hydra overrides of the sweep config (the same for every action)")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    model = commands.add_parser("model", help="inspect models (PLaMo language models)",
+                                description="Inspect a model without allocating its weights.")
+    model_commands = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    info = model_commands.add_parser(
+        "info", help="parameter count (total and per block type) and layer pattern of a PLaMo config",
+        description="Parameter count and layer pattern of a built-in PLaMo config (e.g. plamo-2-1b, plamo-2-tiny) "
+                    "or a config.json, computed on the meta device (no weights are allocated).")
+    from lab.models.plamo.info import add_model_info_arguments
+
+    add_model_info_arguments(info)
+    info.set_defaults(handler=cmd_model_info)
+
     from analysis.cli import add_fit_arguments
 
     fit = commands.add_parser(
@@ -95,12 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from lab.config import ConfigError
     from lab.registry import UnknownNameError
+    from lab.slurm import SlurmError
 
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (ConfigError, UnknownNameError) as error:
+    except (ConfigError, UnknownNameError, SlurmError) as error:
         print(f"lab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:

@@ -70,8 +70,8 @@ def validate(config: DemoConfig) -> None:
     RENDERERS.get(config.renderer.name)
     REAL_DATASETS.get(config.data.name)
     check_model_name(config.model.name)
-    config.launcher.validate()
     try:
+        config.launcher.validate()
         config.renderer.validate()
         config.pretrain.train_config(max(config.n)).validate("pretrain")
         config.finetune.train_config().validate("finetune")

@@ -111,13 +111,20 @@ class JobOutcome:
 _ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b")
 
 
-def first_error_line(error: BaseException) -> str:
-    """The line that names the job's actual error (the last 'SomeError: ...' of its traceback)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+def error_line(text: str) -> str:
+    """The line of a job log or traceback that names the actual error (its last 'SomeError: ...')."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     named = [line for line in lines if _ERROR_LINE.match(line)]
     if named:
         return named[-1]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1] if lines else ""
+
+
+def first_error_line(error: BaseException) -> str:
+    """One line for a failed job: from the job's traceback (subprocess jobs) or the exception itself."""
+    if isinstance(error, submitit.core.utils.FailedJobError):
+        return error_line(str(error)) or type(error).__name__
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
 
 
 def _finished(job: submitit.Job) -> bool:

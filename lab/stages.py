@@ -7,6 +7,7 @@ by several fine-tunes) runs once under a lock.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -15,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from lab.data.real import RealDataConfig, finetune_subset, real_split
 from lab.data.shards import ShardedDataset
+from lab.distributed import DistributedContext, init_distributed
 from lab.models import ModelConfig, create_model
 from lab.rundir import RunDir
 from lab.train import TrainConfig, evaluate, train_classifier
@@ -144,61 +146,72 @@ def provenance() -> dict[str, Any]:
             "torch": torch.__version__, "pid": os.getpid()}
 
 
+def _run_once(run: RunDir, context: DistributedContext, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`work()` unless `run` is done. Rank 0 holds the run's lock and writes; all ranks agree on 'done'."""
+    with run.lock() if context.is_main else contextlib.nullcontext():
+        if context.broadcast_flag(run.done):
+            return run.read_result()
+        if context.is_main:
+            run.record_attempt()
+        result = work()
+        if context.is_main:
+            run.write_result(result)
+    context.barrier()
+    return result
+
+
 def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
     """Pre-train (or return the stored result of) one (dataset, n, model, seed)."""
     if job.threads > 0:
         torch.set_num_threads(job.threads)
+    context = init_distributed()
     run = job.run_dir()
-    with run.lock():
-        if run.done:
-            return run.read_result()
-        run.record_attempt()
+
+    def work() -> dict[str, Any]:
         started = time.perf_counter()
         dataset = ShardedDataset.open(job.dataset)
-        run.write_config({**job.identity(), "dataset_path": job.dataset, "dataset_hash": dataset.content_hash})
+        if context.is_main:
+            run.write_config({**job.identity(), "dataset_path": job.dataset, "dataset_hash": dataset.content_hash})
         arrays = dataset.load(job.n)
         torch.manual_seed(job.seed)
         model = create_model(job.model, job.num_classes)
         stats = train_classifier(model, arrays["image"], arrays["label"], job.train.train_config(job.n), run,
                                  seed=job.seed, desc=f"pretrain n={job.n} seed={job.seed}",
-                                 channels_last=job.model.channels_last, progress=progress)
+                                 channels_last=job.model.channels_last, progress=progress, context=context)
         weights = run.path / "model.pt"
-        torch.save(model.state_dict(), weights)
-        result = {"run_hash": run.hash, "weights": str(weights), "dataset_hash": dataset.content_hash,
-                  "n": job.n, "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started,
-                  **provenance()}
-        run.write_result(result)
-        return result
+        if context.is_main:
+            torch.save(model.state_dict(), weights)
+        return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": dataset.content_hash, "n": job.n,
+                "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
+
+    return _run_once(run, context, work)
 
 
 def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     """Run one study point; safe to call again (a finished point returns its stored result)."""
     if job.threads > 0:
         torch.set_num_threads(job.threads)
+    context = init_distributed()
     parent = run_pretrain(job.pretrain, job.progress) if job.pretrain is not None else None
     run = job.run_dir()
-    with run.lock():
-        if run.done:
-            return run.read_result()
-        run.record_attempt()
+
+    def work() -> dict[str, Any]:
         started = time.perf_counter()
-        run.write_config(job.identity())
+        if context.is_main:
+            run.write_config(job.identity())
         split = real_split(job.data, job.image_size)
         images, labels = finetune_subset(split, job.s, job.seed)
         torch.manual_seed(job.seed)
         model = create_model(job.model, num_classes=int(split.pool_labels.max()) + 1)
         if parent is not None:
-            state = torch.load(parent["weights"], map_location="cpu", weights_only=True)
-            backbone = {k: v for k, v in state.items() if not k.startswith(_head_prefix(model))}
-            missing, unexpected = model.load_state_dict(backbone, strict=False)
-            if unexpected or any(not k.startswith(_head_prefix(model)) for k in missing):
-                raise RuntimeError(f"pre-trained weights do not fit the model: missing {missing}, unexpected {unexpected}")
+            _load_backbone(model, parent["weights"])
         stats = train_classifier(model, images, labels, job.train.train_config(parent is None), run, seed=job.seed,
                                  desc=f"finetune n={job.n} s={job.s} seed={job.seed}",
-                                 channels_last=job.model.channels_last, progress=job.progress)
+                                 channels_last=job.model.channels_last, progress=job.progress, context=context)
         metrics = evaluate(model, split.test_images, split.test_labels)
-        run.log_metrics({"stage": "eval", "step": stats["steps"], **metrics})
-        result = {
+        if context.is_main:
+            run.log_metrics({"stage": "eval", "step": stats["steps"], **metrics})
+        return {
             "run_hash": run.hash, "n": job.n, "s": job.s, "seed": job.seed, "model": job.model.name,
             "data": job.data.name, "metrics": metrics, "test_size": len(split.test_labels),
             "pretrain_hash": parent["run_hash"] if parent else None,
@@ -206,8 +219,18 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
             "pretrain_seconds": parent["wall_seconds"] if parent else 0.0,
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
-        run.write_result(result)
-        return result
+
+    return _run_once(run, context, work)
+
+
+def _load_backbone(model: torch.nn.Module, weights: str) -> None:
+    """Pre-trained weights without the classifier head (fine-tuning gets a fresh head)."""
+    head = _head_prefix(model)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)},
+                                                strict=False)
+    if unexpected or any(not k.startswith(head) for k in missing):
+        raise RuntimeError(f"pre-trained weights do not fit the model: missing {missing}, unexpected {unexpected}")
 
 
 def _head_prefix(model: torch.nn.Module) -> str:

@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from torch.nn.parallel import DistributedDataParallel
+
+from lab.distributed import DistributedContext
 from lab.rundir import RunDir
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
@@ -101,8 +104,13 @@ def train_classifier(
     desc: str = "train",
     channels_last: bool = False,
     progress: bool = True,
+    context: DistributedContext = DistributedContext(),
 ) -> dict[str, Any]:
-    """Train `model` on (images, labels) for `config.steps` steps, resuming from `run`'s last checkpoint."""
+    """Train `model` on (images, labels) for `config.steps` steps, resuming from `run`'s last checkpoint.
+
+    With a distributed `context`, every rank takes its share of each global batch and DDP averages the
+    gradients, so the optimisation follows the same global batch size; only rank 0 writes.
+    """
     x_all, y_all = to_tensor(images), torch.from_numpy(labels).long()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -114,18 +122,20 @@ def train_classifier(
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
     model.train()
+    trained = DistributedDataParallel(model) if context.active else model
     batch_size = min(config.batch_size, len(y_all))
     started, running = time.perf_counter(), 0.0
-    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False, disable=not progress)
+    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False,
+               disable=not (progress and context.is_main))
     for step in bar:
-        index = _batch_indices(step, len(y_all), batch_size, seed)
+        index = _batch_indices(step, len(y_all), batch_size, seed)[context.rank :: context.world_size]
         x, y = x_all[index], y_all[index]
         if config.augment:
-            x = augment_batch(x, torch.Generator().manual_seed(seed * 1_000_003 + step + 7))
+            x = augment_batch(x, torch.Generator().manual_seed(seed * 1_000_003 + step + 7 + 7_919 * context.rank))
         x = x.contiguous(memory_format=memory_format)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(trained(x), y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, config):.3g}); "
@@ -136,15 +146,16 @@ def train_classifier(
         optimizer.step()
         running += loss.item()
         done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
+        if context.is_main and (done % config.log_every == 0 or done == config.steps):
             count = (done - start) % config.log_every or config.log_every
             run.log_metrics({"stage": desc, "step": done, "loss": running / count, "lr": lr_at(step, config)})
             bar.set_postfix(loss=f"{running / count:.3f}")
             running = 0.0
-        if done % config.checkpoint_every == 0 and done < config.steps:
+        if context.is_main and done % config.checkpoint_every == 0 and done < config.steps:
             _save_checkpoint(last, model, optimizer, done)
     bar.close()
-    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started}
+    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
+            "world_size": context.world_size}
 
 
 @torch.no_grad()

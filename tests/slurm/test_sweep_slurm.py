@@ -1,0 +1,143 @@
+"""Sweeps on the real local Slurm cluster: arrays with afterok dependencies, status, collect, relaunch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.sweep import SweepConfig, plan_sweep
+from lab import sweep
+from lab.config import load_config
+from lab.slurm import SlurmError
+from tests.conftest import CONF_DIR
+
+pytestmark = pytest.mark.slurm
+
+
+def slurm_sweep(root, partition: str, *overrides: str) -> SweepConfig:
+    return load_config(CONF_DIR, "sweep", SweepConfig, [
+        "+experiment=sweep_toy", f"root={root}", "launcher=slurm", f"launcher.partition={partition}",
+        "launcher.timeout_min=10", "launcher.mem_gb=2", *overrides])
+
+
+def wait_until_settled(folder, timeout_s: float = 240) -> pd.DataFrame:
+    deadline = time.time() + timeout_s
+    while True:
+        table = sweep.status(folder)
+        if not table.state.isin(["pending", "running"]).any() or time.time() > deadline:
+            return table
+        time.sleep(2)
+
+
+def test_sweep_runs_as_arrays_with_dependencies_and_collects(slurm_partition, tmp_path, capsys):
+    args = ["+experiment=sweep_toy", f"root={tmp_path}", "launcher=slurm", f"launcher.partition={slurm_partition}",
+            "launcher.timeout_min=10", "study.s=[10,20]"]
+    started = time.time()
+    assert main(["sweep", "launch", *args]) == 0
+    assert time.time() - started < 30  # launch returns without waiting for the jobs
+    assert "submitted 10" in capsys.readouterr().out  # 2 render slices, 2 pre-trainings, 6 fine-tunes
+
+    folder = tmp_path / "sweep_toy" / "sweep"
+    state = sweep.load_state(folder)
+    finetune_jobs = [info["job_ids"][0] for info in state["tasks"].values() if info["stage"] == "finetune"]
+    assert all("_" in job for job in finetune_jobs)  # the fine-tunes of one pre-training are one array
+    pretrain_job = next(info["job_ids"][0] for info in state["tasks"].values() if info["stage"] == "pretrain")
+    dependency = subprocess.run(["scontrol", "show", "job", pretrain_job.split("_")[0]], capture_output=True,
+                                text=True).stdout
+    assert "Dependency=" in dependency
+
+    table = wait_until_settled(folder)
+    assert table.state.tolist() == ["done"] * 6, table.to_string()
+
+    assert main(["sweep", "collect", *args]) == 0
+    results = pd.read_csv(tmp_path / "sweep_toy" / "results.csv")
+    assert len(results[results.metric == "top1"]) == 6 and results.host.notna().all()
+
+    capsys.readouterr()
+    assert main(["sweep", "launch", *args]) == 0
+    assert "submitted 0" in capsys.readouterr().out
+
+
+def test_failures_and_cancellations_show_in_status(slurm_partition, tmp_path):
+    config = slurm_sweep(tmp_path, slurm_partition, "study.pretrain.lr=1e12")  # NaN loss in pre-training
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    table = wait_until_settled(plan.folder).set_index("n")
+    assert table.loc[0, "state"] == "done"
+    assert table.loc[100, "state"] == "failed"
+    assert "NonFiniteLossError" in table.loc[100, "error"]
+
+    other = slurm_sweep(tmp_path / "b", slurm_partition, "study.n=[0]", "study.finetune.steps=2000")
+    plan = plan_sweep(other)
+    sweep.launch(plan, other.launcher)
+    job = sweep.load_state(plan.folder)["tasks"][plan.points[0]["task"]]["job_ids"][-1]
+    subprocess.run(["scancel", job.split("_")[0]], check=True)
+    table = wait_until_settled(plan.folder, timeout_s=60)
+    assert table.state.tolist() == ["cancelled"]
+
+
+def test_impossible_resources_fail_before_submission(slurm_partition, tmp_path):
+    for override, message in [("launcher.partition=no_such_partition", "unknown partition"),
+                              ("launcher.cpus_per_task=512", "CPUs per node")]:
+        config = slurm_sweep(tmp_path, slurm_partition, override)
+        with pytest.raises(SlurmError, match=message):
+            sweep.launch(plan_sweep(config), config.launcher)
+    assert not list((tmp_path / "sweep_toy" / "sweep").glob("jobs/*"))
+
+
+def test_preempted_pretraining_requeues_resumes_and_matches_an_uninterrupted_run(slurm_partition, tmp_path):
+    import submitit
+
+    slow = ["study.n=[200]", "study.pretrain.min_steps=300", "study.pretrain.checkpoint_every=40",
+            "launcher.threads_per_job=1"]
+    config = slurm_sweep(tmp_path / "slurm", slurm_partition, *slow)
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    pretrain = next(t for t in plan.tasks if t.stage == "pretrain")
+    checkpoint = pretrain.job.pretrain.run_dir().checkpoint_dir / "last.pt"
+    deadline = time.time() + 180
+    while not checkpoint.exists():
+        assert time.time() < deadline, "the pre-training never wrote a checkpoint"
+        time.sleep(0.5)
+    job_id = sweep.load_state(plan.folder)["tasks"][pretrain.key]["job_ids"][-1]
+    job = submitit.SlurmJob(plan.folder / "jobs", job_id)
+    try:
+        job._interrupt()  # what a preemption does: USR2, submitit checkpoints and requeues
+    except subprocess.CalledProcessError:
+        pass  # the requeue can win the race against submitit's second scancel (see environment.md)
+
+    table = wait_until_settled(plan.folder, timeout_s=300)
+    assert table.state.tolist() == ["done"], table.to_string()
+    assert table.requeues.iloc[0] >= 1  # the pre-training started twice
+    resumed = pretrain.job.pretrain.run_dir().read_result()
+    assert resumed["resumed_from_step"] > 0
+
+    reference = load_config(CONF_DIR, "sweep", SweepConfig, ["+experiment=sweep_toy", f"root={tmp_path / 'ref'}",
+                                                                "launcher=debug", *slow])
+    reference_plan = plan_sweep(reference)
+    sweep.launch(reference_plan, reference.launcher)
+    finetune = plan.task(plan.points[0]["task"])
+    expected = reference_plan.task(reference_plan.points[0]["task"])
+    got = json.loads(Path(finetune.outputs[0]).read_text())["metrics"]
+    want = json.loads(Path(expected.outputs[0]).read_text())["metrics"]
+    assert got == want
+
+
+def test_two_task_job_trains_with_ddp(slurm_partition, tmp_path):
+    config = slurm_sweep(tmp_path, slurm_partition, "study.n=[100]", "launcher.tasks_per_node=2",
+                         "launcher.cpus_per_task=1", "launcher.threads_per_job=1")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    table = wait_until_settled(plan.folder)
+    assert table.state.tolist() == ["done"], table.to_string()
+    finetune = plan.task(plan.points[0]["task"])
+    result = json.loads(Path(finetune.outputs[0]).read_text())
+    pretrain = json.loads(Path(plan.task(finetune.depends[0]).outputs[0]).read_text())
+    assert result["world_size"] == 2 and pretrain["world_size"] == 2
+    assert 0.0 <= result["metrics"]["error"] <= 1.0

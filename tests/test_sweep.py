@@ -1,0 +1,87 @@
+"""Sweeps without a cluster: planning, validation, launch/status/collect through the debug executor."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+
+from experiments.cli import main
+from experiments.sweep import SweepConfig, plan_sweep
+from lab import sweep
+from lab.config import ConfigError, load_config
+from lab.registry import UnknownNameError
+from tests.conftest import CONF_DIR
+
+
+def toy_sweep(root, *overrides: str) -> SweepConfig:
+    return load_config(CONF_DIR, "sweep", SweepConfig, ["+experiment=sweep_toy", f"root={root}", *overrides])
+
+
+def test_plan_shares_renders_and_pretrainings(tmp_path):
+    plan = plan_sweep(toy_sweep(tmp_path, "study.s=[10,20]"))
+    stages = pd.Series([t.stage for t in plan.tasks]).value_counts().to_dict()
+    assert stages == {"render": 2, "pretrain": 2, "finetune": 6}  # 200 samples = 4 shards, 2 per task
+    assert len(plan.points) == 3 * 2
+    pretrain_of = {p["task"]: plan.task(p["task"]).depends for p in plan.points}
+    assert sum(1 for deps in pretrain_of.values() if deps) == 4  # n > 0 fine-tunes depend on a pre-training
+    assert len({tuple(d) for d in pretrain_of.values() if d}) == 2  # ... shared by both values of s
+    assert all(plan.task(t.key).depends == [k for k in (t.depends)] for t in plan.tasks)
+
+
+def test_grid_adds_axes_and_columns(tmp_path):
+    plan = plan_sweep(toy_sweep(tmp_path, "+grid={model.name: [test_resnet, resnet10t]}"))
+    assert len(plan.points) == 6
+    assert {p["model.name"] for p in plan.points} == {"test_resnet", "resnet10t"}
+    assert sum(t.stage == "render" for t in plan.tasks) == 2  # the renderer did not change: one render
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("+grid={pretrain.lrr: [0.1]}", "pretrain.lrr"),
+        ("+grid={model.name: []}", "at least one value"),
+        ("+grid={model.name: [no_such_net]}", "unknown model"),
+        ("+grid={study.n: [1]}", "unknown config key"),
+        ("launcher.timeout_min=0", "timeout_min"),
+    ],
+)
+def test_bad_sweeps_fail_before_anything_is_submitted(tmp_path, override, message):
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        plan_sweep(toy_sweep(tmp_path, override))
+    assert not (tmp_path / "sweep_toy").exists()
+
+
+def test_launch_status_collect_and_relaunch_with_the_debug_executor(tmp_path, capsys):
+    args = ["+experiment=sweep_toy", f"root={tmp_path}", "launcher=debug"]
+    assert main(["sweep", "launch", *args]) == 0
+    assert "submitted 7" in capsys.readouterr().out  # 2 renders + 2 pre-trainings + 3 fine-tunes
+
+    folder = tmp_path / "sweep_toy" / "sweep"
+    table = sweep.status(folder)
+    assert table.state.tolist() == ["done"] * 3 and (table.requeues == 0).all()
+
+    assert main(["sweep", "collect", *args]) == 0
+    results = pd.read_csv(tmp_path / "sweep_toy" / "results.csv")
+    assert sorted(results[results.metric == "top1"].n) == [0, 100, 200]
+    assert results.dataset_hash.dropna().nunique() == 1 and results.git_commit.notna().all()
+
+    capsys.readouterr()
+    assert main(["sweep", "launch", *args]) == 0
+    assert "submitted 0 (7 done" in capsys.readouterr().out
+
+
+def test_a_failing_point_shows_its_error_and_its_dependents(tmp_path):
+    # subprocess jobs: the debug executor would open pdb on the failure
+    config = toy_sweep(tmp_path, "launcher=local", "study.pretrain.lr=1e12")  # NaN loss in pre-training
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)  # returns at once: a detached runner executes the plan
+    deadline = time.time() + 300
+    while sweep.status(plan.folder).state.isin(["pending", "running"]).any() and time.time() < deadline:
+        time.sleep(1)
+    table = sweep.status(plan.folder).set_index("n")
+    assert table.loc[0, "state"] == "done"  # from scratch does not depend on the broken pre-training
+    assert table.loc[100, "state"] == "failed"
+    error = table.loc[100, "error"]
+    assert error.startswith("pretrain: ") and "NonFiniteLossError" in error and "loss is nan" in error
