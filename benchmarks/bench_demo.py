@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from experiments.digits_demo import DemoConfig, run_demo  # noqa: E402
 from lab.config import load_config  # noqa: E402
+from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 
 def main(overrides: list[str]) -> None:
@@ -39,8 +39,8 @@ def main(overrides: list[str]) -> None:
     fits = outcome["fits"]
     for s, fit in fits.items():
         print(f"s={s}: alpha {fit.params['alpha']:.3f}, C {fit.params['C']:.4f}")
-    machine = f"{platform.machine()}-{os.cpu_count()}cpu-torch{torch.__version__.split('+')[0]}"
-    out = REPO / "benchmarks" / "results" / f"demo_{machine}.csv"
+    name = f"demo_{slug(cpu_name())}_{os.cpu_count()}cpu_torch{torch.__version__.split('+')[0]}.csv"
+    out = RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -16,7 +16,6 @@ for _thread_variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THR
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -32,26 +31,16 @@ from analysis.chinchilla import (  # noqa: E402
     standard_errors_from_replication,
 )
 from analysis.fit import bootstrap, fit_law  # noqa: E402
+from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHINCHILLA_CSV = ROOT / "tests" / "data" / "chinchilla" / "svg_extracted_data.csv"
 N_VALUES = 1000 * 2.0 ** np.arange(7)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def results_path() -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu_name()).strip("-").lower()[:40]
-    name = f"fit_{slug}_py{platform.python_version()}_numpy{np.__version__}_lmfit{lmfit.__version__}.csv"
-    return ROOT / "benchmarks" / "results" / name
+    name = f"fit_{slug(cpu_name())}_py{platform.python_version()}_numpy{np.__version__}_lmfit{lmfit.__version__}.csv"
+    return RESULTS / name
 
 
 def time_call(function, repeats: int) -> tuple[float, object]:

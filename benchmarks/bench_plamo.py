@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import platform
-import re
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from lab.models.plamo import PlamoForCausalLM, create_plamo  # noqa: E402
 from lab.models.plamo.flops import measure_peak_flops  # noqa: E402
 from lab.models.plamo.generate import generate  # noqa: E402
+from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 DEFAULTS = {
     "cpu": {"model": "plamo-2-7m", "seq_len": 256, "batch_size": 4, "steps": 5, "warmup": 2,
@@ -43,21 +43,12 @@ FIELDS = ["benchmark", "model", "device", "dtype", "threads", "batch", "seq_len"
 
 
 def hardware_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
 
 
 def results_path(device: torch.device) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", hardware_name(device)).strip("-").lower()[:40]
     torch_version = torch.__version__.split("+")[0]
-    return ROOT / "benchmarks" / "results" / f"plamo_{slug}_py{platform.python_version()}_torch{torch_version}.csv"
+    return RESULTS / f"plamo_{slug(hardware_name(device))}_py{platform.python_version()}_torch{torch_version}.csv"
 
 
 def synchronize(device: torch.device) -> None:

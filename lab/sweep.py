@@ -266,7 +266,10 @@ def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
             frames.extend(tidy_rows(result, experiment, swept))
     table = pd.DataFrame(frames)
     if out.suffix == ".parquet":
-        table.to_parquet(out)  # needs pyarrow; CSV is the default
+        try:
+            table.to_parquet(out)
+        except ImportError as error:
+            raise ValueError(f"writing {out.name} needs pyarrow ({error}); collect to a .csv instead") from None
     else:
         write_table(table, out)
     return table

@@ -40,3 +40,9 @@ def test_demo_notebook_runs_on_the_stored_results():
     stored = NOTEBOOKS / "data" / "digits_demo_results.csv"
     assert stored.exists(), "the stored demo results are missing; copy runs/digits_demo/results.csv there"
     execute(NOTEBOOKS / "demo.ipynb", {}, NOTEBOOKS)
+
+
+def test_fit_new_curves_notebook_runs_end_to_end(tmp_path):
+    nb = execute(NOTEBOOKS / "fit_new_curves.ipynb", {"MPLBACKEND": "Agg"}, NOTEBOOKS)
+    outputs = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "alpha" in outputs
