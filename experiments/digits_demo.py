@@ -21,7 +21,7 @@ from lab.config import ConfigError, to_yaml
 from lab.data.real import RealDataConfig, REAL_DATASETS, pool_size
 from lab.launch import LauncherConfig, run_jobs
 from lab.models import ModelConfig, check_model_name
-from lab.results import collect_results, write_table
+from lab.results import results_table, write_table
 from lab.rundir import atomic_write_json, atomic_write_text, config_hash
 from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, PretrainJob, run_finetune
 from synth_render.dataset import render_dataset
@@ -173,7 +173,7 @@ def write_report(config: DemoConfig, table: pd.DataFrame, fits: dict[int, Any], 
                          f"({scratch.mean() - largest:+.2%} points from pre-training).")
     for s, reason in sorted(unfitted.items()):
         lines += ["", f"## s = {s}: not fitted", "", reason]
-    lines += ["", "## Time per stage (seconds, summed over jobs; jobs ran in parallel)", "",
+    lines += ["", "## Compute per stage (seconds summed over the jobs that made these results; jobs ran in parallel)", "",
               "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += ["", "Files: `results.csv` (tidy table), `fit.json`, `scaling.png`, `config.yaml`.", ""]
     return "\n".join(lines)
@@ -194,14 +194,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     timings["render"] = time.perf_counter() - started
 
     jobs = plan_points(config, dataset_dir)
-    outcomes = run_jobs(run_finetune, jobs, config.launcher, out / "jobs", desc=f"{config.experiment} points")
+    pending = [job for job in jobs if not job.run_dir().done]  # finished points are not even submitted
+    outcomes = run_jobs(run_finetune, pending, config.launcher, out / "jobs", desc=f"{config.experiment} points")
     failed = [o for o in outcomes if not o.ok]
 
-    table = collect_results(config.root, config.experiment)
-    table = table[table.n.isin(config.n) & table.s.isin(config.s) & table.seed.isin(config.seeds)]
+    finished = [job.run_dir().read_result() for job in jobs if job.run_dir().done]
+    table = results_table(finished, config.experiment)
     write_table(table, out / "results.csv")
-    finished = [o.result for o in outcomes if o.ok]
-    timings["pretrain"] = sum(r["pretrain_seconds"] for r in finished)
+    timings["pretrain"] = sum({r["pretrain_hash"]: r["pretrain_seconds"] for r in finished}.values())
     timings["finetune"] = sum(r["finetune_seconds"] for r in finished)
     if failed:
         details = "\n".join(f"  n={o.config.n} s={o.config.s} seed={o.config.seed}: {o.error} (log: {o.log})"

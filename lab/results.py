@@ -1,18 +1,17 @@
 """The tidy results table: one row per (run, metric), with the config columns and provenance.
 
 Everything downstream (analysis, notebooks, the paper) reads this table, and it is the same table for a
-local demo and a Slurm sweep: a study's finished `finetune` run directories are its only source.
+local demo and a Slurm sweep: both build it from the result.json of the fine-tunes they planned.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from lab.rundir import RESULT_FILE, atomic_write_text
+from lab.rundir import atomic_write_text
 
 CONFIG_COLUMNS = ["experiment", "n", "s", "seed", "model", "data"]
 PROVENANCE_COLUMNS = ["run_hash", "pretrain_hash", "dataset_hash", "git_commit", "host",
@@ -30,13 +29,15 @@ def tidy_rows(result: dict[str, Any], experiment: str, extra: dict[str, Any] | N
             yield {**base, "metric": metric, "value": value, "error": to_error(value), **provenance}
 
 
-def collect_results(root: Path | str, experiment: str, extra: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Every finished fine-tune of `experiment` under `root` as a tidy table, sorted by its config."""
-    runs = sorted((Path(root) / experiment / "finetune").glob(f"*/{RESULT_FILE}"))
-    rows = [row for path in runs for row in tidy_rows(json.loads(path.read_text()), experiment, extra)]
-    columns = CONFIG_COLUMNS + list(extra or {}) + ["metric", "value", "error"] + PROVENANCE_COLUMNS
-    table = pd.DataFrame(rows, columns=columns)
-    return table.sort_values(["n", "s", "seed", "metric"], ignore_index=True)
+def results_table(results: Iterable[dict[str, Any]], experiment: str,
+                  extras: Iterable[dict[str, Any]] | None = None) -> pd.DataFrame:
+    """Fine-tune results (result.json contents) as a tidy table; `extras` adds columns per result."""
+    results = list(results)
+    extras = list(extras) if extras is not None else [{}] * len(results)
+    rows = [row for result, extra in zip(results, extras) for row in tidy_rows(result, experiment, extra)]
+    extra_columns = list(dict.fromkeys(k for extra in extras for k in extra))
+    columns = CONFIG_COLUMNS + extra_columns + ["metric", "value", "error"] + PROVENANCE_COLUMNS
+    return pd.DataFrame(rows, columns=columns).sort_values(["n", "s", "seed", "metric"], ignore_index=True)
 
 
 def write_table(table: pd.DataFrame, path: Path | str) -> None:

@@ -27,7 +27,7 @@ import submitit
 from submitit.core.utils import JobPaths
 
 from lab.launch import EXECUTORS, LauncherConfig, error_line, run_jobs
-from lab.results import tidy_rows, write_table
+from lab.results import results_table, write_table
 from lab.rundir import RunDir, atomic_write_json
 
 STATE_FILE = "state.json"
@@ -157,8 +157,10 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
     for (_, fn, parents), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, unfinished_parents(t))):
         tasks = list(tasks)
         parent_jobs = sorted({(submitted.get(p) or job_of[p]).split("_")[0] for p in parents})
+        # kill-on-invalid-dep: a job whose parent failed is cancelled instead of pending forever
+        extra = {**launcher.extra_sbatch, **({"kill-on-invalid-dep": "yes"} if parent_jobs else {})}
         executor.update_parameters(dependency=f"afterok:{':'.join(parent_jobs)}" if parent_jobs else None,
-                                   job_name=f"{plan.name}-{tasks[0].stage}")
+                                   job_name=f"{plan.name}-{tasks[0].stage}", additional_parameters=extra)
         limit = max_array_size() - 1
         for start in range(0, len(tasks), limit):
             chunk = tasks[start : start + limit]
@@ -257,14 +259,10 @@ def status(folder: Path) -> pd.DataFrame:
 def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
     """The tidy results table of every finished point, with the swept values as columns."""
     plan = load_plan(folder)
-    frames = []
-    for point in plan.points:
-        task = plan.task(point["task"])
-        if task.done():
-            result = json.loads(Path(task.outputs[0]).read_text())
-            swept = {k: v for k, v in point.items() if k not in ("task", "n", "s", "seed", "model", "data")}
-            frames.extend(tidy_rows(result, experiment, swept))
-    table = pd.DataFrame(frames)
+    finished = [p for p in plan.points if plan.task(p["task"]).done()]
+    results = [json.loads(Path(plan.task(p["task"]).outputs[0]).read_text()) for p in finished]
+    swept = [{k: v for k, v in p.items() if k not in ("task", "n", "s", "seed", "model", "data")} for p in finished]
+    table = results_table(results, experiment, swept)
     if out.suffix == ".parquet":
         try:
             table.to_parquet(out)

@@ -70,3 +70,10 @@ def test_local_executor_runs_jobs_in_subprocesses_and_keeps_going_after_a_failur
     assert [o.result for o in outcomes] == [1, 2, None, 4]
     assert outcomes[2].error == "ValueError: math domain error"
     assert all(o.job_id for o in outcomes) and outcomes[2].log.endswith("_log.err")
+
+
+def test_the_table_holds_only_the_runs_of_the_current_config(tmp_path):
+    first = run_demo(load_demo_config(tmp_path, "n=[0]", "seeds=[0]"))["table"]
+    second = run_demo(load_demo_config(tmp_path, "n=[0]", "seeds=[0]", "finetune.scratch_lr=0.02"))["table"]
+    assert len(first[first.metric == "top1"]) == len(second[second.metric == "top1"]) == 1
+    assert set(first.run_hash).isdisjoint(second.run_hash)

@@ -14,7 +14,7 @@ from experiments.cli import main
 from experiments.sweep import SweepConfig, plan_sweep
 from lab import sweep
 from lab.config import load_config
-from lab.slurm import SlurmError
+from lab.slurm import SlurmError, job_states
 from tests.conftest import CONF_DIR
 
 pytestmark = pytest.mark.slurm
@@ -72,6 +72,11 @@ def test_failures_and_cancellations_show_in_status(slurm_partition, tmp_path):
     assert table.loc[0, "state"] == "done"
     assert table.loc[100, "state"] == "failed"
     assert "NonFiniteLossError" in table.loc[100, "error"]
+    dependent = sweep.load_state(plan.folder)["tasks"][plan.points[1]["task"]]["job_ids"][-1]
+    deadline = time.time() + 60
+    while job_states([dependent])[dependent] == "PENDING" and time.time() < deadline:
+        time.sleep(1)
+    assert job_states([dependent])[dependent] == "CANCELLED"  # not pending forever on a failed parent
 
     other = slurm_sweep(tmp_path / "b", slurm_partition, "study.n=[0]", "study.finetune.steps=2000")
     plan = plan_sweep(other)
