@@ -92,6 +92,12 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return run_model_info(args)
 
 
+def cmd_pfgen_score(args: argparse.Namespace) -> int:
+    from lab.eval.pfgen.cli import run_pfgen_score
+
+    return run_pfgen_score(args)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.cli import run_fit
 
@@ -147,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_info_arguments(info)
     info.set_defaults(handler=cmd_model_info)
+
+    evaluate = commands.add_parser("eval", help="evaluate generated text (pfgen-bench metrics)",
+                                   description="Evaluation of language-model outputs.")
+    eval_commands = evaluate.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+    score = eval_commands.add_parser(
+        "pfgen-score", help="score answers generated elsewhere with the pfgen-bench n-gram and rule metrics",
+        description="Fluency, truthfulness, helpfulness and the combined pfgen-bench score of answers in the "
+                    "upstream result layout (trials.jsonl[.xz]), against a pfgen-bench data folder (Qxx.json). "
+                    "Reference n-gram tables are cached on disk after the first run.")
+    from lab.eval.pfgen.cli import add_pfgen_score_arguments
+
+    add_pfgen_score_arguments(score)
+    score.set_defaults(handler=cmd_pfgen_score)
 
     from analysis.cli import add_fit_arguments
 

@@ -67,8 +67,13 @@ def test_cli_help_lists_subcommands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for command in ("demo", "render", "fit"):
+    for command in ("demo", "render", "sweep", "model", "eval", "fit"):
         assert command in text
+
+
+def test_cli_model_info_counts_parameters_without_weights(capsys):
+    assert main(["model", "info", "plamo-2-1b"]) == 0
+    assert "1,291,441,920" in capsys.readouterr().out
 
 
 def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: benchmarks that score generated text (`lab.eval.pfgen`)."""
