@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench env clean-runs
+.PHONY: demo test test-all bench env system-deps clean-runs
 
 # The environment: created once, re-installed when pyproject.toml changes (offline: local wheel cache / registry).
 $(STAMP): pyproject.toml
@@ -12,15 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# System packages the tests read (Debian's manpages-ja: the real Japanese corpus); installed when root.
+system-deps:
+	bash scripts/system-deps.sh
+
 env: $(STAMP)
 
 demo: $(STAMP)  ## the demo scaling study (about 8 minutes on 2 cores); results in runs/digits_demo/
 	$(BIN)/lab demo
 
-test: $(STAMP)  ## the default test suite (slow tests excluded)
+test: $(STAMP) system-deps  ## the default test suite (slow tests excluded)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)  ## every test, the slow ones too
+test-all: $(STAMP) system-deps  ## every test, the slow ones too
 	$(BIN)/python -m pytest -m ''
 
 bench: $(STAMP)  ## time per stage of the demo

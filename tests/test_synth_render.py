@@ -133,3 +133,11 @@ def test_an_array_task_renders_its_slice_and_a_final_pass_writes_the_manifest(tm
     assert finished.content_hash == reference.content_hash
     with pytest.raises(ValueError, match="only_shards"):
         render_shards(small_config(), 40, out, [3])
+
+
+def test_a_folder_reused_with_another_config_is_rerendered_not_mixed(tmp_path):
+    out = tmp_path / "data"
+    render_dataset(small_config(seed=1), 20, out, progress=False)
+    changed = render_dataset(small_config(seed=2), 20, out, progress=False)
+    fresh = render_dataset(small_config(seed=2), 20, tmp_path / "fresh", progress=False)
+    assert changed.content_hash == fresh.content_hash

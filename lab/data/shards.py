@@ -20,7 +20,7 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -45,7 +45,7 @@ def _shard_range(shard: int, shard_size: int, count: int) -> range:
     return range(shard * shard_size, min((shard + 1) * shard_size, count))
 
 
-def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn) -> dict[str, Any]:
+def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn, generator_hash: str) -> dict[str, Any]:
     samples = [make_sample(i) for i in indices]
     arrays = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
     buffer = io.BytesIO()
@@ -54,13 +54,15 @@ def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleF
     tmp = path.with_suffix(".npz.tmp")
     tmp.write_bytes(buffer.getvalue())
     tmp.replace(path)
-    record = {"file": path.name, "start": indices.start, "count": len(indices), "sha256": sha256_file(path)}
+    record = {"file": path.name, "start": indices.start, "count": len(indices), "sha256": sha256_file(path),
+              "config_hash": generator_hash}
     atomic_write_json(path.with_suffix(".json"), record)
     return record
 
 
-def _finished_record(out_dir: Path, shard: int, indices: range) -> dict[str, Any] | None:
-    """The sidecar of a finished shard if it is complete and intact, else None (it will be regenerated)."""
+def _finished_record(out_dir: Path, shard: int, indices: range, generator_hash: str) -> dict[str, Any] | None:
+    """The sidecar of a finished shard if it is complete, intact and made by the same generator config, else
+    None (it will be regenerated: a folder re-used with another config never mixes samples)."""
     sidecar = (out_dir / shard_name(shard)).with_suffix(".json")
     path = out_dir / shard_name(shard)
     if not (sidecar.exists() and path.exists()):
@@ -69,7 +71,8 @@ def _finished_record(out_dir: Path, shard: int, indices: range) -> dict[str, Any
         record = json.loads(sidecar.read_text())
     except json.JSONDecodeError:
         return None
-    if record.get("count") != len(indices) or record.get("start") != indices.start:
+    if (record.get("count"), record.get("start"), record.get("config_hash")) != (len(indices), indices.start,
+                                                                                  generator_hash):
         return None
     if sha256_file(path) != record.get("sha256"):
         return None
@@ -102,6 +105,7 @@ def write_sharded(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n_shards = math.ceil(count / shard_size)
+    generator_hash = config_hash(generator)
     records: dict[int, dict[str, Any]] = {}
     todo = []
     wanted = range(n_shards) if only_shards is None else sorted(set(only_shards))
@@ -109,7 +113,7 @@ def write_sharded(
         raise ValueError(f"only_shards must lie in [0, {n_shards}) for {count} samples of {shard_size} per shard")
     for shard in wanted:
         indices = _shard_range(shard, shard_size, count)
-        record = _finished_record(out_dir, shard, indices)
+        record = _finished_record(out_dir, shard, indices, generator_hash)
         if record is None:
             todo.append((shard, indices))
         else:
@@ -118,13 +122,13 @@ def write_sharded(
                disable=not progress)
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_write_shard, out_dir, s, idx, make_sample): s for s, idx in todo}
+            futures = {pool.submit(_write_shard, out_dir, s, idx, make_sample, generator_hash): s for s, idx in todo}
             for future in futures:
                 records[futures[future]] = future.result()
                 bar.update()
     else:
         for shard, indices in todo:
-            records[shard] = _write_shard(out_dir, shard, indices, make_sample)
+            records[shard] = _write_shard(out_dir, shard, indices, make_sample, generator_hash)
             bar.update()
     bar.close()
     if only_shards is not None:
@@ -137,7 +141,7 @@ def write_sharded(
         "shard_size": shard_size,
         "sample_seed": "numpy.random.default_rng([seed, index])",
         "generator": dict(generator),
-        "config_hash": config_hash(generator),
+        "config_hash": generator_hash,
         "shards": shards,
         "content_hash": hashlib.sha256("".join(r["sha256"] for r in shards).encode()).hexdigest(),
     }
@@ -168,20 +172,23 @@ class ShardedDataset:
     def content_hash(self) -> str:
         return str(self.manifest["content_hash"])
 
-    def load(self, n: int | None = None) -> dict[str, np.ndarray]:
-        """The first `n` samples (all by default) as arrays, after checking each shard's hash."""
+    def iter_shards(self, n: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+        """The first `n` samples (all by default), one verified shard in memory at a time."""
         n = self.count if n is None else n
         if not 0 <= n <= self.count:
             raise ValueError(f"asked for {n} samples but {self.path} holds {self.count}")
-        parts: dict[str, list[np.ndarray]] = {}
         for record in self.manifest["shards"]:
             if record["start"] >= n:
-                break
+                return
             arrays = self._read_shard(record)
+            yield {key: value[: n - record["start"]] for key, value in arrays.items()}
+
+    def load(self, n: int | None = None) -> dict[str, np.ndarray]:
+        """The first `n` samples (all by default) as arrays, after checking each shard's hash."""
+        parts: dict[str, list[np.ndarray]] = {}
+        for arrays in self.iter_shards(n):
             for key, value in arrays.items():
-                parts.setdefault(key, []).append(value[: n - record["start"]])
-        if not parts:
-            return {}
+                parts.setdefault(key, []).append(value)
         return {key: np.concatenate(values) for key, values in parts.items()}
 
     def _read_shard(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:

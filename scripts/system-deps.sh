@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the lab reads at run time: manpages-ja (the default real Japanese corpus).
+# Idempotent and quick when present; installs only as root (CI, containers), otherwise says what to run.
+set -euo pipefail
+packages=(manpages-ja)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "system-deps: missing Debian packages: ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+    || { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+echo "system-deps: installed ${missing[*]}"
