@@ -1,11 +1,12 @@
 """Overhead of running a sweep as Slurm jobs, against the same points in one process.
 
     bash scripts/slurm-local.sh start
-    python benchmarks/bench_sweep.py            # 100 toy points: 4 n x 25 seeds, s = 20
+    python benchmarks/bench_sweep.py            # 100 toy points: n in {0, 100} x 25 seeds x s in {10, 20}
 
-Reports, per job, the queue wait (Slurm submit -> start) and the start-up (job start -> the stage starts
-real work: Python, torch and the lab imported, data loaded), the wall time of the whole sweep on the local
-cluster, the wall time of the same points run one after another in this process, and their ratio.
+Reports the per-job overhead of a lone job on an idle cluster (Slurm submit -> start, and start -> the stage
+starts real work: Python, torch and the lab imported), the wall time of the whole sweep on the local
+cluster (2 CPUs: two jobs at a time), the wall time of the same stage runs one after another in this
+process, and their ratio. Run it on an otherwise idle machine: other load inflates the subprocess side most.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lab import sweep  # noqa: E402
 from lab.config import load_config  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 
-POINTS = ["study.n=[0,50,100,200]", f"study.seeds=[{','.join(map(str, range(25)))}]", "study.s=[20]"]
+POINTS = ["study.n=[0,100]", f"study.seeds=[{','.join(map(str, range(25)))}]", "study.s=[10,20]"]
 
 
 def sacct_times(job_ids: list[str]) -> dict[str, tuple[float, float]]:
@@ -46,30 +47,41 @@ def sacct_times(job_ids: list[str]) -> dict[str, tuple[float, float]]:
     return times
 
 
-def run_on_slurm(root: Path) -> tuple[float, list[float], list[float], int]:
+def slurm_sweep(root: Path, points: list[str]):
     config = load_config(REPO / "experiments" / "conf", "sweep", SweepConfig,
-                         ["+experiment=sweep_toy", f"root={root}", "launcher=slurm", "launcher.timeout_min=30", *POINTS])
-    plan = plan_sweep(config)
+                         ["+experiment=sweep_toy", f"root={root}", "launcher=slurm", "launcher.timeout_min=30", *points])
+    return config, plan_sweep(config)
+
+
+def run_to_completion(config, plan) -> float:
     started = time.time()
     sweep.launch(plan, config.launcher)
     while not all(plan.task(p["task"]).done() for p in plan.points):
         failed = sweep.status(plan.folder).state.isin(["failed", "cancelled"])
         if failed.any():
             raise RuntimeError(f"{failed.sum()} points failed; see lab sweep status")
-        time.sleep(2)
-    wall = time.time() - started
-    state = sweep.load_state(plan.folder)
-    job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items()}
-    times = sacct_times(list(job_of.values()))
+        time.sleep(0.5)
+    return time.time() - started
+
+
+def lone_job_overhead(root: Path, repeats: int = 3) -> tuple[list[float], list[float]]:
+    """Queue wait and start-up of single fine-tune jobs submitted to an idle cluster, one after another."""
     waits, startups = [], []
-    for task in plan.tasks:
-        if task.stage != "finetune":
-            continue
-        submit, start = times[job_of[task.key]]
-        attempts = (Path(task.outputs[0]).parent / "attempts.jsonl").read_text().splitlines()
+    for k in range(repeats):
+        config, plan = slurm_sweep(root / f"probe{k}", ["study.n=[0]", f"study.seeds=[{k}]", "study.s=[10]"])
+        run_to_completion(config, plan)
+        task = plan.task(plan.points[0]["task"])
+        job_id = sweep.load_state(plan.folder)["tasks"][task.key]["job_ids"][-1]
+        submit, start = sacct_times([job_id])[job_id.split("_")[0]]
+        attempt = json.loads((Path(task.outputs[0]).parent / "attempts.jsonl").read_text().splitlines()[0])
         waits.append(start - submit)
-        startups.append(json.loads(attempts[0])["time"] - start)
-    return wall, waits, startups, len(plan.tasks)
+        startups.append(attempt["time"] - start)
+    return waits, startups
+
+
+def run_on_slurm(root: Path) -> tuple[float, int]:
+    config, plan = slurm_sweep(root, POINTS)
+    return run_to_completion(config, plan), len(plan.tasks)
 
 
 def run_in_process(root: Path) -> float:
@@ -84,12 +96,13 @@ def run_in_process(root: Path) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sweep_", dir=REPO / "runs" if (REPO / "runs").exists() else None) as tmp:
-        slurm_wall, waits, startups, jobs = run_on_slurm(Path(tmp) / "slurm")
+        waits, startups = lone_job_overhead(Path(tmp) / "probes")
+        slurm_wall, jobs = run_on_slurm(Path(tmp) / "slurm")
         local_wall = run_in_process(Path(tmp) / "inprocess")
     rows = [
         ("jobs (render + pre-train + fine-tune)", jobs),
-        ("queue wait per fine-tune job, median s", statistics.median(waits)),
-        ("start-up per fine-tune job, median s", statistics.median(startups)),
+        ("lone job: submit -> start, median s", statistics.median(waits)),
+        ("lone job: start -> first step, median s", statistics.median(startups)),
         ("sweep wall on local Slurm (2 CPUs), s", slurm_wall),
         ("same points in one process, s", local_wall),
         ("ratio Slurm / one process", slurm_wall / local_wall),

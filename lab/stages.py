@@ -24,6 +24,7 @@ from lab.data.real import RealDataConfig, finetune_subset, real_split
 from lab.data.shards import ShardedDataset
 from lab.distributed import DistributedContext, init_distributed
 from lab.models import ModelConfig, create_model
+from lab.parallel import AllReduceConfig
 from lab.rundir import RunDir
 from lab.train import TrainConfig, evaluate, train_classifier
 
@@ -40,12 +41,13 @@ class PretrainConfig:
     warmup_frac: float = 0.05
     augment: bool = False  # the renderer already randomises every image
     checkpoint_every: int = 250
+    allreduce: AllReduceConfig = field(default_factory=AllReduceConfig)  # jobs with several tasks (DDP)
 
     def train_config(self, n: int) -> TrainConfig:
         steps = max(self.min_steps, int(round(self.epochs * n / self.batch_size)))
         return TrainConfig(steps=steps, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            warmup_frac=self.warmup_frac, augment=self.augment,
-                           checkpoint_every=self.checkpoint_every, log_every=50)
+                           checkpoint_every=self.checkpoint_every, log_every=50, allreduce=self.allreduce)
 
 
 @dataclass
@@ -66,12 +68,13 @@ class FinetuneConfig:
     warmup_frac: float = 0.05
     augment: bool = True
     checkpoint_every: int = 100
+    allreduce: AllReduceConfig = field(default_factory=AllReduceConfig)
 
     def train_config(self, from_scratch: bool = False) -> TrainConfig:
         lr = self.scratch_lr if from_scratch else self.lr
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=lr, weight_decay=self.weight_decay,
                            warmup_frac=self.warmup_frac, augment=self.augment,
-                           checkpoint_every=self.checkpoint_every, log_every=25)
+                           checkpoint_every=self.checkpoint_every, log_every=25, allreduce=self.allreduce)
 
 
 @dataclass

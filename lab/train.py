@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from torch.nn.parallel import DistributedDataParallel
 
 from lab.distributed import DistributedContext
+from lab.parallel import AllReduceConfig, register_allreduce
 from lab.rundir import RunDir
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
@@ -42,6 +43,7 @@ class TrainConfig:
     augment: bool = True
     checkpoint_every: int = 250
     log_every: int = 25
+    allreduce: AllReduceConfig = field(default_factory=AllReduceConfig)  # gradient all-reduce of multi-task jobs
 
     def validate(self, prefix: str) -> None:
         for key in ("steps", "batch_size", "checkpoint_every", "log_every"):
@@ -49,6 +51,7 @@ class TrainConfig:
                 raise ValueError(f"{prefix}.{key} must be positive, got {getattr(self, key)}")
         if not self.lr > 0:
             raise ValueError(f"{prefix}.lr must be positive, got {self.lr}")
+        self.allreduce.validate(f"{prefix}.allreduce")
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -123,6 +126,8 @@ def train_classifier(
         start = int(state["step"])
     model.train()
     trained = DistributedDataParallel(model) if context.active else model
+    if context.active:
+        register_allreduce(trained, config.allreduce, context)
     batch_size = min(config.batch_size, len(y_all))
     started, running = time.perf_counter(), 0.0
     bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False,

@@ -92,3 +92,9 @@ def test_cli_render_writes_shards_and_a_contact_sheet(tmp_path, capsys):
     assert main(["render", "count=30", f"out={out}", "workers=1", f"preview={preview}", "renderer.shard_size=16"]) == 0
     assert (out / "manifest.json").exists() and preview.stat().st_size > 0
     assert "30 samples" in capsys.readouterr().out
+
+
+def test_an_unknown_allreduce_kind_fails_before_any_work(tmp_path):
+    config = load_demo_config(tmp_path, "pretrain.allreduce.kind=butterfly")
+    with pytest.raises(ConfigError, match="pretrain.allreduce.kind"):
+        validate(config)

@@ -146,3 +146,16 @@ def test_two_task_job_trains_with_ddp(slurm_partition, tmp_path):
     pretrain = json.loads(Path(plan.task(finetune.depends[0]).outputs[0]).read_text())
     assert result["world_size"] == 2 and pretrain["world_size"] == 2
     assert 0.0 <= result["metrics"]["error"] <= 1.0
+
+
+def test_two_task_job_trains_with_the_torus_allreduce_selected_by_config(slurm_partition, tmp_path):
+    config = slurm_sweep(tmp_path, slurm_partition, "study.n=[100]", "launcher.tasks_per_node=2",
+                         "launcher.cpus_per_task=1", "launcher.threads_per_job=1",
+                         "study.pretrain.allreduce.kind=torus2d", "study.pretrain.allreduce.grid_x=2",
+                         "study.finetune.allreduce.kind=hierarchical")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    table = wait_until_settled(plan.folder)
+    assert table.state.tolist() == ["done"], table.to_string()
+    result = json.loads(Path(plan.task(plan.points[0]["task"]).outputs[0]).read_text())
+    assert result["world_size"] == 2 and 0.0 <= result["metrics"]["error"] <= 1.0
