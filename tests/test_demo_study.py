@@ -77,3 +77,10 @@ def test_the_table_holds_only_the_runs_of_the_current_config(tmp_path):
     second = run_demo(load_demo_config(tmp_path, "n=[0]", "seeds=[0]", "finetune.scratch_lr=0.02"))["table"]
     assert len(first[first.metric == "top1"]) == len(second[second.metric == "top1"]) == 1
     assert set(first.run_hash).isdisjoint(second.run_hash)
+
+
+def test_scikit_learn_digits_is_a_second_real_target(tmp_path):
+    outcome = run_demo(load_demo_config(tmp_path, "data=sklearn_digits", "n=[0,100]", "seeds=[0]"))
+    top1 = outcome["table"][outcome["table"].metric == "top1"]
+    assert set(top1.data) == {"sklearn_digits"} and sorted(top1.n) == [0, 100]
+    assert (top1.error < 0.9).all()  # better than chance on 10 classes after 20 fine-tuning steps
