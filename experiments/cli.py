@@ -98,6 +98,12 @@ def cmd_pfgen_score(args: argparse.Namespace) -> int:
     return run_pfgen_score(args)
 
 
+def cmd_pfgen(args: argparse.Namespace) -> int:
+    from lab.eval.pfgen.harness import run_pfgen_cli
+
+    return run_pfgen_cli(args)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.cli import run_fit
 
@@ -166,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pfgen_score_arguments(score)
     score.set_defaults(handler=cmd_pfgen_score)
+    generate = eval_commands.add_parser(
+        "pfgen", help="generate answers with a lab PLaMo model (pfgen-bench protocol) and score them",
+        description="20-shot prompts from the other questions (sha1 order per seed and trial), sampling with "
+                    "per-trial seeds in completion, qa or chat mode; writes config.json + trials.jsonl.xz in the "
+                    "upstream layout, then scores them.")
+    from lab.eval.pfgen.harness import add_pfgen_arguments
+
+    add_pfgen_arguments(generate)
+    generate.set_defaults(handler=cmd_pfgen)
 
     from analysis.cli import add_fit_arguments
 
