@@ -6,6 +6,7 @@ Subcommands take Hydra overrides (key=value, group=option, +experiment=NAME) aft
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -86,28 +87,13 @@ def pd_display():
     return pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.max_rows", 500)
 
 
-def cmd_model_info(args: argparse.Namespace) -> int:
-    from lab.models.plamo.info import run_model_info
+def delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A handler that imports `module.function` only when its subcommand runs."""
 
-    return run_model_info(args)
+    def handler(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), function)(args)
 
-
-def cmd_pfgen_score(args: argparse.Namespace) -> int:
-    from lab.eval.pfgen.cli import run_pfgen_score
-
-    return run_pfgen_score(args)
-
-
-def cmd_pfgen(args: argparse.Namespace) -> int:
-    from lab.eval.pfgen.harness import run_pfgen_cli
-
-    return run_pfgen_cli(args)
-
-
-def cmd_fit(args: argparse.Namespace) -> int:
-    from analysis.cli import run_fit
-
-    return run_fit(args)
+    return handler
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.models.plamo.info import add_model_info_arguments
 
     add_model_info_arguments(info)
-    info.set_defaults(handler=cmd_model_info)
+    info.set_defaults(handler=delegate("lab.models.plamo.info", "run_model_info"))
 
     evaluate = commands.add_parser("eval", help="evaluate generated text (pfgen-bench metrics)",
                                    description="Evaluation of language-model outputs.")
@@ -171,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.eval.pfgen.cli import add_pfgen_score_arguments
 
     add_pfgen_score_arguments(score)
-    score.set_defaults(handler=cmd_pfgen_score)
+    score.set_defaults(handler=delegate("lab.eval.pfgen.cli", "run_pfgen_score"))
     generate = eval_commands.add_parser(
         "pfgen", help="generate answers with a lab PLaMo model (pfgen-bench protocol) and score them",
         description="20-shot prompts from the other questions (sha1 order per seed and trial), sampling with "
@@ -180,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.eval.pfgen.harness import add_pfgen_arguments
 
     add_pfgen_arguments(generate)
-    generate.set_defaults(handler=cmd_pfgen)
+    generate.set_defaults(handler=delegate("lab.eval.pfgen.harness", "run_pfgen_cli"))
 
     from analysis.cli import add_fit_arguments
 
@@ -189,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit a scaling law (default L(n) = D n^-alpha + C) with bootstrap intervals; prints a table, "
                     "writes JSON and a figure.")
     add_fit_arguments(fit)
-    fit.set_defaults(handler=cmd_fit)
+    fit.set_defaults(handler=delegate("analysis.cli", "run_fit"))
     return parser
 
 

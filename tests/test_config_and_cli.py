@@ -98,3 +98,12 @@ def test_an_unknown_allreduce_kind_fails_before_any_work(tmp_path):
     config = load_demo_config(tmp_path, "pretrain.allreduce.kind=butterfly")
     with pytest.raises(ConfigError, match="pretrain.allreduce.kind"):
         validate(config)
+
+
+@pytest.mark.parametrize("command", [["demo"], ["render"], ["sweep"], ["model", "info"], ["eval", "pfgen-score"],
+                                     ["eval", "pfgen"], ["fit"]])
+def test_every_subcommand_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: lab " + " ".join(command) in capsys.readouterr().out
