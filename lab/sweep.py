@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -64,14 +65,15 @@ class Plan:
         return Path(self.root) / self.name / "sweep"
 
     def task(self, key: str) -> Task:
-        return self._by_key()[key]
+        return self.by_key[key]
 
-    def _by_key(self) -> dict[str, Task]:
+    @cached_property
+    def by_key(self) -> dict[str, Task]:
         return {t.key: t for t in self.tasks}
 
     def ancestors(self, key: str) -> list[Task]:
         """The task and everything it depends on, nearest first."""
-        by_key, order, todo = self._by_key(), [], [key]
+        by_key, order, todo = self.by_key, [], [key]
         while todo:
             task = by_key[todo.pop(0)]
             if task not in order:
@@ -149,12 +151,12 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
     job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
     rank = {stage: i for i, stage in enumerate(dict.fromkeys(t.stage for t in plan.tasks))}
 
-    def unfinished_parents(task: Task) -> tuple[str, ...]:
-        return tuple(sorted(d for d in task.depends if not plan.task(d).done()))
+    done = {key: plan.task(key).done() for t in todo for key in t.depends}  # each output checked once
+    parents_of = {t.key: tuple(sorted(d for d in t.depends if not done[d])) for t in todo}
 
     submitted: dict[str, str] = {}
-    ordered = sorted(todo, key=lambda t: (rank[t.stage], unfinished_parents(t)))
-    for (_, fn, parents), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, unfinished_parents(t))):
+    ordered = sorted(todo, key=lambda t: (rank[t.stage], parents_of[t.key]))
+    for (_, fn, parents), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, parents_of[t.key])):
         tasks = list(tasks)
         parent_jobs = sorted({(submitted.get(p) or job_of[p]).split("_")[0] for p in parents})
         # kill-on-invalid-dep: a job whose parent failed is cancelled instead of pending forever
