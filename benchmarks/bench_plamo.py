@@ -2,7 +2,8 @@
 
     python benchmarks/bench_plamo.py                            # CPU: plamo-2-7m, T 256, batch 4
     python benchmarks/bench_plamo.py --device cuda              # GPU: plamo-2-240m, T 2048, bf16 autocast
-    python benchmarks/bench_plamo.py --device cuda --compile    # torch.compile everything but the SSM scan
+    python benchmarks/bench_plamo.py --device cuda --compile    # torch.compile the training step
+    python benchmarks/bench_plamo.py --device cuda --compile --eager-scan --set mamba_chunk_size=128
 
 Training rows time forward + backward + AdamW on random tokens, once as whole rows and once packed as four
 documents per row (document masks: attention leaves SDPA's causal fast path). Generation is greedy with the
@@ -14,6 +15,7 @@ benchmarks/results/plamo_<hardware>_py<version>_torch<version>.csv.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import platform
 import statistics
@@ -104,33 +106,51 @@ def time_generation(model: PlamoForCausalLM, args: argparse.Namespace, device: t
     return best
 
 
+def parse_overrides(items: list[str]) -> dict[str, object]:
+    """`key=value` config overrides; values are parsed as Python literals where possible (128, True, (3,))."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides
+
+
 def run(args: argparse.Namespace) -> list[dict[str, object]]:
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = create_plamo(args.model, device=device)
+    model = create_plamo(args.model, device=device, **parse_overrides(args.set))
+    model.set_compile_scan(not args.eager_scan)
     if args.peak_tflops:
         peak, peak_source = args.peak_tflops * 1e12, "given"
     elif device.type == "cuda":
         peak, peak_source = measure_peak_flops(device, torch.bfloat16, size=8192), "measured bf16 matmul 8192"
     else:
         peak, peak_source = measure_peak_flops(device, torch.float32, size=1024), "measured fp32 matmul 1024"
-    step_model = torch.compile(model) if args.compile else model  # the scan stays eager (see scan.py)
+    step_model = torch.compile(model) if args.compile else model
     dtype = "bf16 autocast" if device.type == "cuda" else "fp32"
     common = {"model": args.model, "device": hardware_name(device), "dtype": dtype, "peak_tflops": peak / 1e12,
               "threads": torch.get_num_threads()}  # fmt: skip
     rows = []
-    for packed in (False, True):
+    for packed in (False,) if args.no_packed else (False, True):
         seconds = time_training(model, step_model, args, device, packed)
         tokens_per_second = args.batch_size * args.seq_len / seconds
         rows.append({
             **common, "benchmark": "train" + (" (4 documents per row)" if packed else ""),
             "batch": args.batch_size, "seq_len": args.seq_len, "tokens_per_second": tokens_per_second,
             "mfu": model.estimate_mfu(tokens_per_second, peak, seq_len=args.seq_len),
-            "detail": f"{seconds * 1e3:.1f} ms/step; compile={args.compile}; peak {peak_source}; "
+            "detail": f"{seconds * 1e3:.1f} ms/step; compile={args.compile}; eager_scan={args.eager_scan}; "
+            f"{' '.join(args.set) or 'registered config'}; peak {peak_source}; "
             f"{model.flops_per_token(args.seq_len) / 1e9:.3g} GFLOP/token",
         })  # fmt: skip
+    if args.no_generate:
+        return rows
     seconds = time_generation(model, args, device)
     rows.append({
         **common, "benchmark": "generate (greedy, cached)", "batch": args.gen_batch,
@@ -147,6 +167,12 @@ def main() -> None:
     for name in ("seq_len", "batch_size", "steps", "warmup", "gen_batch", "prompt_len", "new_tokens"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int)
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step, scan excluded")
+    parser.add_argument("--eager-scan", action="store_true", help="with --compile, keep the SSM scan out of it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the PLaMo config (repeatable), e.g. mamba_chunk_size=128")
+    parser.add_argument("--no-generate", action="store_true", help="time training only")
+    parser.add_argument("--no-packed", action="store_true", help="skip the packed-documents training row")
+    parser.add_argument("--out", type=Path, help="CSV path (default: benchmarks/results/plamo_<hardware>_....csv)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; on a machine "
                         "whose cores are busy with other work, 1 can be far faster)")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="use this peak instead of measuring one")
@@ -166,13 +192,13 @@ def main() -> None:
         mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] != "" else "-"
         print(f"{row['benchmark']:<28}{row['model']:<14}{row['batch']:>6}{row['seq_len']:>6}"
               f"{row['tokens_per_second']:>12.1f}{mfu:>8}  {row['detail']}")  # fmt: skip
-    out = results_path(device)
+    out = args.out or results_path(device)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows({**row, "tokens_per_second": f"{row['tokens_per_second']:.1f}"} for row in rows)
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

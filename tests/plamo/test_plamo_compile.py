@@ -1,4 +1,4 @@
-"""torch.compile of the model with the scan left eager (slow: compilation takes tens of seconds on CPU)."""
+"""torch.compile of the model, through the scan and with the scan left eager (slow: tens of seconds on CPU)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from lab.models.plamo import create_plamo
 
 
 @pytest.mark.slow
-def test_compiled_model_matches_eager_with_scan_excluded():
+@pytest.mark.parametrize("compile_scan", [True, False])
+def test_compiled_model_matches_eager(compile_scan):
     torch.manual_seed(0)
     model = create_plamo("plamo-2-tiny")
+    model.set_compile_scan(compile_scan)
     ids = torch.randint(0, 256, (2, 24))
     documents = torch.tensor([[0] * 10 + [1] * 14, [0] * 24])
     expected = model(ids, ids, document_ids=documents)

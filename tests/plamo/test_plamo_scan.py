@@ -122,3 +122,13 @@ def test_conv_context_of_a_short_last_document_is_clean():
 def test_initial_dt_bias_gives_dt_in_range():
     dt = F.softplus(initial_dt_bias(10_000))
     assert dt.min() >= 1e-3 * (1 - 1e-5) and dt.max() <= 0.1 * (1 + 1e-5)
+
+
+def test_chunked_scan_low_precision_matmuls_stay_close():
+    """bf16 products (as under autocast) with float32 decays: close to the exact scan, not equal to it."""
+    x, dt, A, B, C = (t.float() for t in scan_inputs(T=64))
+    y, state = chunked_scan(x, dt, A, B, C, 16)
+    y_low, state_low = chunked_scan(x, dt, A, B, C, 16, matmul_dtype=torch.bfloat16)
+    assert y_low.dtype == torch.float32 and state_low.dtype == torch.float32
+    assert 0 < relative_error(y_low, y) < 3e-2
+    assert relative_error(state_low, state) < 3e-2

@@ -2,7 +2,8 @@
 
 in_proj -> per head (gate z, input x) -> causal depthwise conv + SiLU on x -> bcdt_proj(x) = [B, C, dt] ->
 RMSNorm on each -> dt = softplus(dt_proj(dt) + dt_bias) -> y = SSM(x) + D x -> y * SiLU(z) -> out_proj.
-The SSM runs in float32 (float64 when the model is float64) whatever the activation dtype.
+The SSM's state and decays are float32 (float64 when the model is float64) whatever the activation dtype;
+under autocast only its large matmuls use the autocast dtype (as fused SSD kernels do).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Mamba(nn.Module):
         self.B_norm_weight = nn.Parameter(torch.ones(self.d_state))
         self.C_norm_weight = nn.Parameter(torch.ones(self.d_state))
         self.out_proj = nn.Linear(width, config.hidden_size, bias=False)
-        self.compile_scan = False  # True lets torch.compile trace into the scan (see scan.py)
+        self.compile_scan = True  # False keeps the scan out of torch.compile (see scan.py)
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         return rms_normalize(x, self.eps) * weight
@@ -107,14 +108,17 @@ class Mamba(nn.Module):
         A = -torch.exp(self.A_log.to(compute))
         xs = x.view(b, T, H, P).to(compute)
 
-        with torch.autocast(xs.device.type, enabled=False):  # the SSM's matmuls stay in float32 under autocast
+        device_type = xs.device.type
+        # Under autocast the scan's four large products run in the autocast dtype; decays stay in float32.
+        low = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+        with torch.autocast(device_type, enabled=False):
             if state is not None and T == 1:
                 ssm_state, y = ssm_step(state.ssm, xs[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
                 y = y[:, None]
             else:
                 scan = chunked_scan if self.compile_scan else chunked_scan_eager
                 initial = None if state is None else state.ssm
-                y, ssm_state = scan(xs, dt, A, B, C, self.chunk_size, reset, initial)
+                y, ssm_state = scan(xs, dt, A, B, C, self.chunk_size, reset, initial, low)
         y = y + self.D.to(compute)[:, None] * xs
         y = y.to(hidden.dtype) * F.silu(z)
         return self.out_proj(y.reshape(b, T, H * P)), MambaState(conv_state, ssm_state)

@@ -222,7 +222,7 @@ class PlamoForCausalLM(nn.Module):
         return flops.estimate_mfu(self.flops_per_token(seq_len), tokens_per_second, peak_flops)
 
     def set_compile_scan(self, enabled: bool) -> None:
-        """Let torch.compile trace into the SSM scan (default: the scan stays eager, see scan.py)."""
+        """Whether torch.compile traces into the SSM scan (default True; False keeps it eager, see scan.py)."""
         for module in self.modules():
             if isinstance(module, Mamba):
                 module.compile_scan = enabled
