@@ -25,7 +25,8 @@ EXECUTORS: Registry[Callable[[Path, "LauncherConfig"], submitit.Executor]] = Reg
 
 @dataclass
 class LauncherConfig:
-    """Where jobs run. The Slurm fields are ignored by the local and debug executors."""
+    """Where jobs run. The Slurm fields are ignored by the local and debug executors (local runs tasks_per_node
+    processes per job, debug one)."""
 
     name: str = "local"  # local | debug | slurm
     max_parallel: int = 2  # local: jobs at once
@@ -64,7 +65,7 @@ class LauncherConfig:
 @EXECUTORS.register("local")
 def local_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
     executor = submitit.LocalExecutor(folder=folder)
-    executor.update_parameters(timeout_min=config.timeout_min)
+    executor.update_parameters(timeout_min=config.timeout_min, tasks_per_node=config.tasks_per_node)  # > 1: DDP
     return executor
 
 
@@ -154,7 +155,7 @@ def run_jobs(fn: Callable[[Any], Any], configs: Sequence[Any], launcher: Launche
                 outcome.job_id = str(job.job_id)
                 outcome.log = str(job.paths.stderr)
                 try:
-                    outcome.result = job.result()
+                    outcome.result = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
                 except Exception as error:  # a failed point must not lose the others
                     outcome.error = first_error_line(error)
                 del running[index]

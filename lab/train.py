@@ -7,7 +7,6 @@ checkpoint at step t continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 
 from torch.nn.parallel import DistributedDataParallel
 
+from lab.checkpoint import save_checkpoint
 from lab.distributed import DistributedContext
 from lab.parallel import AllReduceConfig, register_allreduce
 from lab.rundir import RunDir
@@ -90,10 +90,7 @@ def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tenso
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
 
 
 def train_classifier(
