@@ -17,7 +17,9 @@ CONFIG_COLUMNS = ["experiment", "n", "s", "seed", "model", "data"]
 PROVENANCE_COLUMNS = ["run_hash", "pretrain_hash", "dataset_hash", "git_commit", "host",
                       "pretrain_seconds", "finetune_seconds"]
 # metric name -> whether its "error" column is 1 - value (accuracy-like) or the value itself (loss-like)
-ERROR_OF_METRIC = {"top1": lambda v: 1.0 - v, "loss": lambda v: v}
+# (bits per character of a language model: lower is better, so its error is the value itself)
+ERROR_OF_METRIC = {"top1": lambda v: 1.0 - v, "loss": lambda v: v, "bits_per_char": lambda v: v,
+                   "zero_shot_bits_per_char": lambda v: v}
 
 
 def tidy_rows(result: dict[str, Any], experiment: str, extra: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:

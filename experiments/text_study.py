@@ -1,0 +1,257 @@
+"""The text scaling study: synthetic Japanese -> real Japanese, as sweep points of the lab's sweep machinery.
+
+tokenizer (once, synthetic + real training text) -> render the largest n synthetic tokens once -> for every
+(n, seed): pre-train a PLaMo on the first n tokens -> for every s: fine-tune on s real tokens, score held-out
+real bits per character -> the same tidy results table as the image sweeps (metrics `bits_per_char`, `loss`,
+`zero_shot_bits_per_char`; error = the value: lower is better) -> `lab fit` fits L(n) = D n^-alpha + C.
+Run it with `lab sweep --study text launch|status|collect` (any executor) or `lab text-study` (launch, wait,
+collect, fit and report in one go).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lab import sweep
+from lab.config import ConfigError, explain_unknown_key, to_yaml
+from lab.data.text import RealTextConfig, TokenizerConfig, load_corpus
+from lab.launch import LauncherConfig
+from lab.lm_train import DTYPES
+from lab.models.plamo import PlamoConfigError, get_plamo_config
+from lab.rundir import atomic_write_json, atomic_write_text
+from lab.sweep import Plan, Task
+from lab.text_stages import (
+    PlamoSpec, TextFinetuneConfig, TextFinetuneJob, TextPretrainConfig, TextPretrainJob, TextRenderJob, TokenizerJob,
+    run_text_finetune, run_text_pretrain, run_text_render, run_tokenizer,
+)
+
+METRIC = "bits_per_char"
+MAX_TOKENS_PER_CHAR = 3  # byte fallback: a character outside the vocabulary costs at most its UTF-8 bytes
+
+
+@dataclass
+class TextStudyConfig:
+    """The text study. Defaults run on 2 CPU cores in a few minutes; the `text_gpu` experiment scales it up."""
+
+    experiment: str = "text_study"
+    n: list[int] = field(default_factory=lambda: [0, 8192, 16384, 32768, 65536])  # synthetic pre-training tokens
+    s: list[int] = field(default_factory=lambda: [8192])  # real fine-tuning tokens
+    seeds: list[int] = field(default_factory=lambda: [0])
+    generator: dict[str, Any] = field(default_factory=lambda: {"name": "world_facts", "shard_size": 200})
+    data: RealTextConfig = field(default_factory=lambda: RealTextConfig(test_size=300))
+    # sentencepiece refuses character_coverage < 0.98; 1000 pieces cover that much of the text's characters
+    tokenizer: TokenizerConfig = field(
+        default_factory=lambda: TokenizerConfig(vocab_size=1000, character_coverage=0.98))
+    tokenizer_synthetic_docs: int = 1000
+    tokenizer_real_docs: int = 3000
+    model: PlamoSpec = field(default_factory=PlamoSpec)
+    pretrain: TextPretrainConfig = field(default_factory=TextPretrainConfig)
+    finetune: TextFinetuneConfig = field(default_factory=TextFinetuneConfig)
+    eval_max_len: int = 256
+    max_docs: int = 1_000_000  # a render stops with an error past this many synthetic documents
+    render_workers: int = 1
+    device: str = "cpu"  # cpu | cuda | auto
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+
+
+@dataclass
+class TextSweepConfig:
+    name: str = "text_study"
+    root: str = "runs"
+    study: TextStudyConfig = field(default_factory=TextStudyConfig)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted study key -> values
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    fit_bootstrap: int = 200
+
+
+def validate(config: TextStudyConfig) -> None:
+    """Every check that can fail before any work: names, sizes, the corpus, and what the generator can give."""
+    from synth_render.text import create_text_generator
+
+    if not config.n or not config.s or not config.seeds:
+        raise ConfigError("n, s and seeds must each list at least one value")
+    if any(n < 0 for n in config.n):
+        raise ConfigError(f"n (synthetic tokens) must be >= 0 (0 = no pre-training), got {list(config.n)}")
+    if any(s <= 0 for s in config.s):
+        raise ConfigError(f"s (real fine-tuning tokens) must be positive, got {list(config.s)}")
+    if config.dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
+    if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {config.device!r}")
+    try:
+        get_plamo_config(config.model.name, **{**config.model.overrides, "vocab_size": config.tokenizer.vocab_size})
+        config.tokenizer.validate()
+        config.pretrain.train_config(max(config.n)).validate("pretrain")
+        config.finetune.train_config().validate("finetune")
+        generator = create_text_generator(config.generator)
+    except (ValueError, TypeError, PlamoConfigError) as error:
+        raise ConfigError(str(error)) from None
+    if config.eval_max_len <= 0 or config.max_docs <= 0 or config.render_workers <= 0:
+        raise ConfigError("eval_max_len, max_docs and render_workers must be positive")
+    mean_chars = float(np.mean([len(generator.document(i)) for i in range(32)]))
+    ceiling = int(config.max_docs * mean_chars * MAX_TOKENS_PER_CHAR)
+    if max(config.n) > ceiling:
+        raise ConfigError(
+            f"n={max(config.n)} tokens is more than generator {config.generator['name']!r} can provide within "
+            f"max_docs={config.max_docs} documents (~{mean_chars:.0f} characters each, so at most ~{ceiling} "
+            "tokens); raise max_docs or lower n")
+    try:
+        documents = load_corpus(config.data)
+    except (ValueError, FileNotFoundError) as error:  # EmptyCorpusError is a ValueError
+        raise ConfigError(f"real corpus {config.data.name!r}: {error}") from None
+    if config.data.test_size >= len(documents):
+        raise ConfigError(f"data.test_size={config.data.test_size} leaves no training text: {config.data.name} has "
+                          f"{len(documents)} documents")
+    train_chars = sum(len(d) for d in documents) * (len(documents) - config.data.test_size) / len(documents)
+    if max(config.s) > train_chars * MAX_TOKENS_PER_CHAR:
+        raise ConfigError(f"s={max(config.s)} tokens is more than the {config.data.name} training split holds "
+                          f"(~{train_chars:.0f} characters)")
+
+
+def grid_cells(config: TextSweepConfig) -> list[tuple[dict[str, Any], TextStudyConfig]]:
+    """Every combination of the grid's values applied to the study config, each validated."""
+    if any(not values for values in config.grid.values()):
+        raise ConfigError(f"every grid axis needs at least one value: {dict(config.grid)}")
+    keys = sorted(config.grid)
+    cells = []
+    for values in itertools.product(*(config.grid[k] for k in keys)):
+        overrides = dict(zip(keys, values))
+        base = OmegaConf.structured(config.study)
+        try:
+            for key, value in overrides.items():
+                OmegaConf.update(base, key, value, merge=False)
+            study: TextStudyConfig = OmegaConf.to_object(base)  # type: ignore[assignment]
+        except OmegaConfBaseException as error:
+            message = explain_unknown_key(f"{error}", TextStudyConfig)
+            raise ConfigError(message or f"grid {overrides}: {error}") from None
+        validate(study)
+        cells.append((overrides, study))
+    return cells
+
+
+def plan_text_sweep(config: TextSweepConfig) -> Plan:
+    """tokenizer -> render -> pre-train -> fine-tune tasks; shared parents appear once."""
+    try:
+        config.launcher.validate()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    threads = config.launcher.threads()
+    tasks: dict[str, Task] = {}
+    points: list[dict[str, Any]] = []
+
+    def add(key: str, stage: str, fn: Any, job: Any, run: Any, depends: list[str]) -> str:
+        tasks.setdefault(key, Task(key=key, stage=stage, fn=fn, job=job, outputs=[str(run.result_path)],
+                                   depends=depends))
+        return key
+
+    for overrides, study in grid_cells(config):
+        tokenizer = TokenizerJob(root=config.root, experiment=config.name, generator=study.generator, data=study.data,
+                                 tokenizer=study.tokenizer, synthetic_docs=study.tokenizer_synthetic_docs,
+                                 real_docs=study.tokenizer_real_docs)
+        tokenizer_key = add(f"tokenizer/{tokenizer.run_dir().hash}", "tokenizer", run_tokenizer, tokenizer,
+                            tokenizer.run_dir(), [])
+        render = TextRenderJob(tokenizer=tokenizer, generator=study.generator, tokens=max(study.n),
+                               max_docs=study.max_docs, workers=study.render_workers)
+        render_key = None
+        if max(study.n) > 0:
+            render_key = add(f"render/{render.run_dir().hash}", "render", run_text_render, render, render.run_dir(),
+                             [tokenizer_key])
+        for n in study.n:
+            for seed in study.seeds:
+                pretrain = None
+                if n > 0:
+                    pretrain = TextPretrainJob(root=config.root, experiment=config.name, render=render, n=n,
+                                               seed=seed, model=study.model, train=study.pretrain,
+                                               device=study.device, dtype=study.dtype, threads=threads)
+                    add(f"pretrain/{pretrain.run_dir().hash}", "pretrain", run_text_pretrain, pretrain,
+                        pretrain.run_dir(), [render_key])
+                for s in study.s:
+                    job = TextFinetuneJob(root=config.root, experiment=config.name, data=study.data, s=s, seed=seed,
+                                          tokenizer=tokenizer, model=study.model, train=study.finetune,
+                                          pretrain=pretrain, eval_max_len=study.eval_max_len, device=study.device,
+                                          dtype=study.dtype, threads=threads)
+                    depends = [f"pretrain/{pretrain.run_dir().hash}"] if pretrain else [tokenizer_key]
+                    key = add(f"finetune/{job.run_dir().hash}", "finetune", run_text_finetune, job, job.run_dir(),
+                              depends)
+                    points.append({"n": n, "s": s, "seed": seed, "model": study.model.name,
+                                   "data": study.data.name, "generator": study.generator["name"], **overrides,
+                                   "task": key})
+    order = {"tokenizer": 0, "render": 1, "pretrain": 2, "finetune": 3}
+    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
+                points=points)
+
+
+def fit_text_curves(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
+    """L(n) = D n^-alpha + C on bits/char (n > 0), one curve per s; bits/char is not an error rate in [0, 1],
+    so the floor C may take any non-negative value."""
+    from analysis.fit import fit_law
+    from analysis.validation import InputError
+
+    fits, unfitted = {}, {}
+    rows = table[(table.metric == METRIC) & (table.n > 0)]
+    for s, curve in rows.groupby("s"):
+        y = curve.error.to_numpy(float)
+        try:
+            fits[str(int(s))] = fit_law(curve.n.to_numpy(float), y, law="power_floor", target_range=None,
+                                        bounds={"C": (0.0, float(y.max()))}, bootstrap=bootstrap, seed=seed)
+        except InputError as error:
+            unfitted[str(int(s))] = str(error)
+    return fits, unfitted
+
+
+def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
+    """Block until no point of a launched plan is pending or running; returns the final status."""
+    while True:
+        table = sweep.status(plan.folder)
+        if not table.state.isin(["pending", "running"]).any():
+            return table
+        time.sleep(poll_seconds)
+
+
+def write_report(config: TextSweepConfig, table: pd.DataFrame, fits: dict[str, Any], unfitted: dict[str, str]) -> str:
+    study = config.study
+    lines = [f"# {config.name}: synthetic Japanese ({study.generator['name']}) -> real {study.data.name}", "",
+             f"PLaMo `{study.model.name}` {dict(study.model.overrides) or ''}; pre-training on n synthetic tokens, "
+             f"fine-tuning on s real tokens, bits per character on {study.data.test_size} held-out real documents.",
+             "", "| s | n | bits/char (fine-tuned) | zero-shot bits/char | token loss | seeds |",
+             "|---|---|---|---|---|---|"]
+    wide = table.pivot_table(index=["s", "n", "seed"], columns="metric", values="value").reset_index()
+    for (s, n), group in wide.groupby(["s", "n"]):
+        lines.append(f"| {s} | {n} | {group[METRIC].mean():.4f} | {group['zero_shot_bits_per_char'].mean():.4f} | "
+                     f"{group['loss'].mean():.4f} | {len(group)} |")
+    for s, result in sorted(fits.items()):
+        lines += ["", f"## Fit of L(n) = D n^-alpha + C to bits/char at s = {s} (n > 0)", "", "```", result.report(),
+                  "```"]
+    for s, reason in sorted(unfitted.items()):
+        lines += ["", f"## s = {s}: not fitted", "", reason]
+    lines += ["", "Same fit from the command line: `lab fit results.csv --where metric=bits_per_char --no-range-check "
+              "--bounds C=0:10 --group s`", ""]
+    return "\n".join(lines)
+
+
+def run_text_study(config: TextSweepConfig) -> dict[str, Any]:
+    """Launch (or resume) the sweep, wait for it, collect the table, fit and report."""
+    plan = plan_text_sweep(config)
+    out = Path(config.root) / config.name
+    atomic_write_text(plan.folder / "config.yaml", to_yaml(config))
+    launched = sweep.launch(plan, config.launcher)
+    status = wait_for(plan)
+    table = sweep.collect(plan.folder, config.name, out / "results.csv")
+    failed = status[status.state != "done"]
+    if len(failed):
+        raise RuntimeError(f"{len(failed)} of {len(status)} points did not finish (finished ones are kept):\n"
+                           + failed.to_string(index=False))
+    fits, unfitted = fit_text_curves(table, bootstrap=config.fit_bootstrap)
+    atomic_write_json(out / "fit.json", {s: r.to_dict() for s, r in fits.items()})
+    report = write_report(config, table, fits, unfitted)
+    atomic_write_text(out / "report.md", report)
+    return {"table": table, "fits": fits, "unfitted": unfitted, "report": report, "dir": out, "launch": launched}

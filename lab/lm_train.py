@@ -1,0 +1,224 @@
+"""The language-model training loop: packed token streams, resumable, loud about bad numbers.
+
+Documents are packed into one token stream (each ends with EOS) with a document id per token, so attention
+and the Mamba state never cross a boundary. The batch at step t is drawn from a generator seeded by
+(seed, t), so a run resumed from its checkpoint at step t continues exactly as the uninterrupted run would.
+Evaluation scores every document on its own and reports bits per character, which compares models whose
+tokenizers differ, next to the mean token loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lab.data.text import bits_per_character
+from lab.models.plamo.model import IGNORE_INDEX
+from lab.rundir import RunDir
+from lab.train import NonFiniteLossError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LMTrainConfig:
+    """AdamW with linear warm-up and cosine decay to `min_lr_frac * lr`, on windows of `seq_len` tokens."""
+
+    steps: int = 100
+    batch_size: int = 16
+    seq_len: int = 64
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.1
+    warmup_frac: float = 0.05
+    grad_clip: float = 1.0
+    checkpoint_every: int = 200
+    log_every: int = 25
+
+    def validate(self, prefix: str) -> None:
+        for key in ("steps", "batch_size", "seq_len", "checkpoint_every", "log_every"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{prefix}.{key} must be positive, got {getattr(self, key)}")
+        if not self.lr > 0 or not 0 <= self.min_lr_frac <= 1 or self.grad_clip < 0:
+            raise ValueError(f"{prefix}: lr > 0, 0 <= min_lr_frac <= 1 and grad_clip >= 0 "
+                             f"(got {self.lr}, {self.min_lr_frac}, {self.grad_clip})")
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    """Packed documents: `tokens` and, per token, the index of its document."""
+
+    tokens: np.ndarray  # int64 (N,)
+    documents: np.ndarray  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @classmethod
+    def pack(cls, documents: Sequence[Sequence[int]], eos: int, limit: int | None = None) -> "TokenStream":
+        """Each document followed by EOS, concatenated; `limit` keeps exactly the first `limit` tokens."""
+        pieces = [np.append(np.asarray(doc, dtype=np.int64), eos) for doc in documents]
+        if not pieces:
+            raise ValueError("cannot pack an empty list of documents")
+        tokens = np.concatenate(pieces)
+        ids = np.repeat(np.arange(len(pieces), dtype=np.int64), [len(p) for p in pieces])
+        if limit is not None:
+            if limit > len(tokens):
+                raise ValueError(f"asked for {limit} tokens, the documents hold {len(tokens)}")
+            tokens, ids = tokens[:limit], ids[:limit]
+        return cls(tokens, ids)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when there is one; an explicit 'cuda' without one is an error, not a silent CPU run."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available (use device=cpu or auto)")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def lr_at(step: int, config: LMTrainConfig) -> float:
+    warmup = max(1, int(config.warmup_frac * config.steps))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, config.steps - warmup)
+    floor = config.min_lr_frac * config.lr
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def stream_batch(stream: TokenStream, step: int, batch_size: int, seq_len: int, seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs, targets, document_ids), each (b, L): random windows, a pure function of (seed, step).
+
+    A stream shorter than a window is tiled; a target in another document than its input is ignored.
+    """
+    tokens, documents = stream.tokens, stream.documents
+    if len(tokens) < seq_len + 1:
+        repeats = math.ceil((seq_len + 1) / len(tokens))
+        tokens = np.tile(tokens, repeats)
+        documents = np.concatenate([documents + k * (documents[-1] + 1) for k in range(repeats)])
+    rng = np.random.default_rng([seed, step])
+    starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)
+    index = starts[:, None] + np.arange(seq_len + 1)
+    window, docs = torch.from_numpy(tokens[index]), torch.from_numpy(documents[index])
+    targets = window[:, 1:].clone()
+    targets[docs[:, 1:] != docs[:, :-1]] = IGNORE_INDEX
+    return window[:, :-1], targets, docs[:, :-1]
+
+
+def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
+    os.replace(tmp, path)
+
+
+def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir, *, seed: int,
+             device: torch.device = torch.device("cpu"), dtype: str = "float32", desc: str = "train",
+             progress: bool = False) -> dict[str, Any]:
+    """Train a causal LM on `stream` for `config.steps` steps, resuming from `run`'s last checkpoint."""
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.optimizer_param_groups(config.weight_decay), lr=config.lr,
+                                  betas=(0.9, 0.95))
+    last = run.checkpoint_dir / "last.pt"
+    start = 0
+    if last.exists():
+        state = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    model.train()
+    started, running, tokens_seen = time.perf_counter(), 0.0, 0
+    first_loss = None
+    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False,
+               disable=not progress)
+    for step in bar:
+        inputs, targets, documents = (t.to(device) for t in stream_batch(stream, step, config.batch_size,
+                                                                          config.seq_len, seed))
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        with autocast(device, dtype):
+            loss = model(inputs, targets, document_ids=documents).loss
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, config):.3g}); lower the learning "
+                f"rate or check the data. Last good checkpoint: {last if last.exists() else 'none'}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        first_loss = value if first_loss is None else first_loss
+        running += value
+        tokens_seen += inputs.numel()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            count = (done - start) % config.log_every or config.log_every
+            run.log_metrics({"stage": desc, "step": done, "loss": running / count, "lr": lr_at(step, config)})
+            bar.set_postfix(loss=f"{running / count:.3f}")
+            running = 0.0
+        if done % config.checkpoint_every == 0 and done < config.steps:
+            _save_checkpoint(last, model, optimizer, done)
+    bar.close()
+    seconds = time.perf_counter() - started
+    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": seconds,
+            "first_loss": first_loss, "train_tokens_per_second": tokens_seen / max(seconds, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate_text(model: Any, tokenizer: Any, texts: Sequence[str], *, max_len: int = 256, batch_size: int = 32,
+                  device: torch.device = torch.device("cpu"), dtype: str = "float32") -> dict[str, float]:
+    """Bits per character and mean token loss of `texts`, each scored alone after BOS (EOS not scored).
+
+    A document longer than `max_len` tokens is scored in consecutive windows (each window starts fresh).
+    """
+    if not texts:
+        raise ValueError("cannot evaluate on an empty set of texts")
+    bos = model.config.bos_token_id
+    windows: list[np.ndarray] = []
+    for ids in tokenizer.encode_batch(list(texts)):
+        sequence = np.asarray([bos, *ids], dtype=np.int64)
+        for first in range(0, len(sequence) - 1, max_len):
+            windows.append(sequence[first : first + max_len + 1])
+    windows.sort(key=len)  # similar lengths share a batch: less padding
+    model.to(device).eval()
+    total_nll, total_tokens = 0.0, 0
+    for first in range(0, len(windows), batch_size):
+        chunk = windows[first : first + batch_size]
+        width = max(len(w) for w in chunk) - 1
+        inputs = torch.zeros(len(chunk), width, dtype=torch.long)
+        targets = torch.full((len(chunk), width), IGNORE_INDEX, dtype=torch.long)
+        for row, window in enumerate(chunk):
+            inputs[row, : len(window) - 1] = torch.from_numpy(window[:-1])
+            targets[row, : len(window) - 1] = torch.from_numpy(window[1:])
+        with autocast(device, dtype):
+            logits = model(inputs.to(device)).logits
+        targets = targets.to(device)
+        total_nll += F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                     ignore_index=IGNORE_INDEX, reduction="sum").item()
+        total_tokens += int((targets != IGNORE_INDEX).sum())
+    if not math.isfinite(total_nll):
+        raise NonFiniteLossError(f"evaluation loss is {total_nll}: the model's weights hold NaN or inf")
+    characters = sum(len(t) for t in texts)
+    return {"bits_per_char": bits_per_character(total_nll, characters), "loss": total_nll / total_tokens,
+            "eval_tokens": float(total_tokens), "eval_chars": float(characters)}
