@@ -12,7 +12,9 @@ import pytest
 from lab.eval.pfgen.data import Example, PfgenDataError, load_examples, load_question
 from lab.eval.pfgen.harness import (
     HEADER,
+    CHAT_INSTRUCTION,
     QA_INSTRUCTION,
+    clean_answer,
     add_pfgen_arguments,
     build_prompt,
     run_pfgen,
@@ -36,11 +38,13 @@ def shot_questions(prompt: str) -> list[str]:
 def test_completion_prompt_format_exact():
     examples = fake_examples()
     target = examples[3].question
-    prompt = build_prompt(target, examples, seed=0, trial=0)
-    chosen = select_examples(target, examples, seed=0, trial=0)
-    expected = HEADER + "\n\n" + "\n\n".join(f"Q: {e.question}\nA: {e.answer}" for e in chosen)
+    prompt = build_prompt(target, examples, seed="", trial=1)
+    chosen = select_examples(target, examples, seed="", trial=1)
+    expected = HEADER + "\n" + "\n\n".join(f"Q: {e.question}\nA: {e.answer}" for e in chosen)
     assert prompt == expected + f"\n\nQ: {target}\nA:"
-    assert prompt.startswith("## 回答例\n\nQ: ") and prompt.endswith(f"\n\nQ: {target}\nA:")
+    assert prompt.startswith("## 回答例\nQ: ") and prompt.endswith(f"\n\nQ: {target}\nA:")
+    keys = [hashlib.sha1(f"::1::{e.question}".encode()).hexdigest() for e in chosen]  # upstream's default key
+    assert keys == sorted(keys)
 
 
 def test_twenty_other_examples_in_sha1_order():
@@ -78,17 +82,20 @@ def test_qa_and_chat_wrap_the_same_examples():
     completion = build_prompt(target, examples, seed=3, trial=1)
     qa = build_prompt(target, examples, seed=3, trial=1, mode="qa")
     chat = build_prompt(target, examples, seed=3, trial=1, mode="chat")
-    assert qa == f"{QA_INSTRUCTION}\n\n{completion}"
-    assert chat.startswith("ユーザー: " + QA_INSTRUCTION) and chat.endswith(f"Q: {target}\n\nアシスタント: ")
-    pairs = completion[: completion.rindex("\n\nQ: ")]
-    assert pairs in chat and shot_questions(chat) == shot_questions(completion)
+    block = completion[: completion.rindex("\n\nQ: ")]
+    assert qa == f"{QA_INSTRUCTION}\n\n{block}\n\n## 質問\nQ: {target}"
+    assert QA_INSTRUCTION == "例と同様の文体及び文字数で、質問に1行で答えてください。"
+    assert chat == f"{CHAT_INSTRUCTION}\n\n{block}\n\nユーザー: Q: {target}\nアシスタント: "
+    pairs = block
+    assert pairs in chat and shot_questions(chat) == shot_questions(completion)[:-1]  # target is in the user turn
     assert stop_strings("completion") == ("Q:", "\n\n") and "\n\n" not in stop_strings("qa")
+    assert clean_answer(" A: 答えです。 ", "qa") == "答えです。" and clean_answer(" A: x ", "completion") == "A: x"
 
 
 def test_trial_seeds():
-    assert trial_seed(0, 0) == int(hashlib.sha1(b"0::0").hexdigest()[:15], 16)
-    seeds = {trial_seed(s, t) for s in range(3) for t in range(10)}
-    assert len(seeds) == 30 and all(0 <= s < 2**60 for s in seeds)
+    assert trial_seed("", 1) == int(hashlib.sha1(b"::1").hexdigest(), 16) % 2**31
+    seeds = {trial_seed(s, t) for s in ("", "a", "b") for t in range(1, 11)}
+    assert len(seeds) == 30 and all(0 <= s < 2**31 for s in seeds)
     assert trial_seed(1, 2) == trial_seed(1, 2)
 
 

@@ -1,14 +1,13 @@
 """pfgen-bench generation harness: 20-shot prompts, sampling with the lab's PLaMo `generate`, the upstream layout.
 
-Protocol (../shared/reference/pfgen-metrics.md, "Generation protocol"):
+Protocol (../shared/reference/pfgen-metrics.md, "Generation protocol"; checked against upstream pfgen.py):
 
 - Few-shot material is questions.jsonl (one 100-character example answer per question). For a target question the
   examples are the OTHER questions' pairs, sorted by sha1(f"{seed}::{trial}::{example question}") and cut to 20.
-  `trial` is 0-based here (the result file numbers trials from 1, as read_answers does).
+  Trials are numbered from 1 and the seed is a string ("" by default), as upstream's, so prompts match upstream's.
 - completion mode::
 
       ## 回答例
-
       Q: <example question>
       A: <example answer>
 
@@ -18,11 +17,12 @@ Protocol (../shared/reference/pfgen-metrics.md, "Generation protocol"):
       A:
 
   The answer is what follows "A:" (stripped), cut at "Q:" or at a blank line ("\n\n").
-- qa and chat modes wrap the same examples in an instruction (no blank-line stop; an answer may span paragraphs):
-  qa puts QA_INSTRUCTION before the completion prompt; chat frames the instruction, examples and question as one
-  user turn ("ユーザー: ...") and lets the model answer as the assistant ("アシスタント: "); chat also stops at
-  the next "ユーザー:".
-- Per-trial seed: int(sha1(f"{seed}::{trial}").hexdigest()[:15], 16); batch b of a trial samples with that seed + b.
+- qa mode: QA_INSTRUCTION, a blank line, the same "## 回答例" block, then "\n\n## 質問\nQ: <question>".
+  chat mode: the system part is CHAT_INSTRUCTION + the examples block, the user turn is "Q: <question>"; for models
+  without a chat template it is laid out as text (system, blank line, "ユーザー: Q: ...", "アシスタント: ").
+  Neither stops at a blank line; if a qa/chat answer contains "A:", the answer is what follows it (as upstream).
+- Per-trial seed: int(sha1(f"{seed}::{trial}").hexdigest(), 16) % 2**31; batch b of a trial samples with that
+  seed + b. (Upstream seeds each API request per question; local batched sampling seeds per batch.)
 - Sampling defaults: temperature 1.0, top_p 0.98, at most 300 new tokens.
 
 Output (read back by results.read_answers): out_dir/config.json and out_dir/trials.jsonl.xz, trial-major (all
@@ -53,7 +53,8 @@ DEFAULT_TRIALS = 10
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.98
 DEFAULT_MAX_NEW_TOKENS = 300
-QA_INSTRUCTION = "以下の回答例にならって、最後の質問に日本語で100文字程度で簡潔に答えてください。"
+QA_INSTRUCTION = "例と同様の文体及び文字数で、質問に1行で答えてください。"
+CHAT_INSTRUCTION = "例と同様の文体及び文字数で、ユーザの質問に1行で答えてください。"
 CHAT_USER, CHAT_ASSISTANT = "ユーザー: ", "アシスタント: "
 
 QuestionLike = Union[str, Question, Example]
@@ -63,9 +64,9 @@ def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def trial_seed(seed: int, trial: int) -> int:
-    """The sampling seed of a trial (0-based): the first 60 bits of sha1(f"{seed}::{trial}")."""
-    return int(_sha1(f"{seed}::{trial}")[:15], 16)
+def trial_seed(seed: str, trial: int) -> int:
+    """The sampling seed of a trial (numbered from 1): sha1(f"{seed}::{trial}") modulo 2**31."""
+    return int(_sha1(f"{seed}::{trial}"), 16) % 2**31
 
 
 def stop_strings(mode: Mode) -> tuple[str, ...]:
@@ -76,7 +77,7 @@ def stop_strings(mode: Mode) -> tuple[str, ...]:
 
 
 def select_examples(
-    question: str, examples: Sequence[Example], *, seed: int, trial: int, shots: int = SHOTS
+    question: str, examples: Sequence[Example], *, seed: str, trial: int, shots: int = SHOTS
 ) -> list[Example]:
     """The other questions' examples, ordered by sha1(f"{seed}::{trial}::{example question}"), first `shots`."""
     others = [e for e in examples if e.question != question]
@@ -86,19 +87,25 @@ def select_examples(
 
 
 def build_prompt(
-    question: str, examples: Sequence[Example], *, seed: int, trial: int, mode: Mode = "completion", shots: int = SHOTS
+    question: str, examples: Sequence[Example], *, seed: str, trial: int, mode: Mode = "completion", shots: int = SHOTS
 ) -> str:
     """The prompt for one question and trial (see the module docstring for the exact layout)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     chosen = select_examples(question, examples, seed=seed, trial=trial, shots=shots)
-    pairs = "\n\n".join(f"Q: {e.question}\nA: {e.answer}" for e in chosen)
-    body = f"{HEADER}\n\n{pairs}\n\nQ: {question}\nA:"
+    block = HEADER + "\n" + "\n\n".join(f"Q: {e.question}\nA: {e.answer}" for e in chosen)
     if mode == "completion":
-        return body
+        return f"{block}\n\nQ: {question}\nA:"
     if mode == "qa":
-        return f"{QA_INSTRUCTION}\n\n{body}"
-    return f"{CHAT_USER}{QA_INSTRUCTION}\n\n{HEADER}\n\n{pairs}\n\nQ: {question}\n\n{CHAT_ASSISTANT}"
+        return f"{QA_INSTRUCTION}\n\n{block}\n\n## 質問\nQ: {question}"
+    return f"{CHAT_INSTRUCTION}\n\n{block}\n\n{CHAT_USER}Q: {question}\n{CHAT_ASSISTANT}"
+
+
+def clean_answer(text: str, mode: Mode) -> str:
+    """The answer as upstream stores it: stripped; in qa/chat mode only what follows an "A:" if there is one."""
+    if mode in ("qa", "chat") and "A:" in text:
+        text = text.split("A:", 1)[1]
+    return text.strip()
 
 
 def _question_text(q: QuestionLike) -> str:
@@ -132,7 +139,7 @@ def run_pfgen(
     *,
     trials: int = DEFAULT_TRIALS,
     mode: Mode = "completion",
-    seed: int = 0,
+    seed: str = "",
     out_dir: Path | str,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     temperature: float = DEFAULT_TEMPERATURE,
@@ -177,13 +184,13 @@ def run_pfgen(
             "stop_strings": list(stops),
             "batch_size": batch_size,
         },
-        "trial_seed": "int(sha1(f'{seed}::{trial}')[:15], 16) + batch index; trial 0-based",
+        "trial_seed": "int(sha1(f'{seed}::{trial}'), 16) % 2**31 + batch index; trials from 1",
     }
     config_file = out_dir / "config.json"
     config_file.write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
     lines: list[str] = []
-    for trial in range(trials):
+    for trial in range(1, trials + 1):
         base = trial_seed(seed, trial)
         for batch, start in enumerate(range(0, len(texts), batch_size)):
             chunk = texts[start : start + batch_size]
@@ -197,8 +204,8 @@ def run_pfgen(
             for question, result in zip(chunk, results):
                 record = {
                     "question": question,
-                    "answer": (result.text or "").strip(),
-                    "trial": trial + 1,
+                    "answer": clean_answer(result.text or "", mode),
+                    "trial": trial,
                     "mode": mode,
                     "finish_reason": result.finish_reason,
                     "generated_tokens": len(result.tokens),
@@ -207,7 +214,7 @@ def run_pfgen(
                 }
                 lines.append(json.dumps(record, ensure_ascii=False) + "\n")
             if progress:
-                print(f"trial {trial + 1}/{trials}: {start + len(chunk)}/{len(texts)} questions", file=sys.stderr)
+                print(f"trial {trial}/{trials}: {start + len(chunk)}/{len(texts)} questions", file=sys.stderr)
     result_file = out_dir / "trials.jsonl.xz"
     tmp = out_dir / ".trials.jsonl.xz.tmp"
     tmp.write_bytes(lzma.compress("".join(lines).encode("utf-8")))
@@ -221,12 +228,13 @@ def run_pfgen(
 def add_pfgen_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """`--model DIR --data DIR --out DIR [--trials N --mode M --seed S --max-new-tokens N --questions Q01,Q02 ...]`."""
     parser.add_argument("--model", type=Path, required=True,
-                        help="folder from lab.models.plamo save_pretrained that also holds a lab.data.text Tokenizer")
+                        help="folder from lab.models.plamo save_pretrained that also holds a lab.data.text Tokenizer, "
+                             "or a local Hugging Face causal LM folder (needs transformers)")
     parser.add_argument("--data", type=Path, required=True, help="folder of Qxx.json files and questions.jsonl")
     parser.add_argument("--out", type=Path, required=True, help="result folder (config.json, trials.jsonl.xz)")
     parser.add_argument("--trials", type=int, default=DEFAULT_TRIALS)
     parser.add_argument("--mode", choices=MODES, default="completion")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=str, default="", help='prompt-order and sampling seed (upstream: "")')
     parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
@@ -249,22 +257,34 @@ def select_questions(questions: Sequence[Question], ids: str | None) -> list[Que
     return [by_id[i] for i in wanted]
 
 
+def load_model(path: Path, device: str) -> tuple[Any, Any]:
+    """(model, tokenizer): a lab PLaMo checkpoint with its Tokenizer, or a Hugging Face causal LM (config.json of
+    another architecture) through the adapter in hf_model."""
+    from lab.eval.pfgen.hf_model import is_hf_model, load_hf_model
+
+    if is_hf_model(path):
+        return load_hf_model(path, device)
+    from lab.data.text import Tokenizer
+    from lab.models.plamo.checkpoint import load_pretrained
+
+    tokenizer = Tokenizer.load(path)
+    return load_pretrained(path, device=device), tokenizer
+
+
 def run_pfgen_cli(args: argparse.Namespace) -> int:
     """Generate, then score with the existing scorer and print the report; 2 on bad input."""
     import torch
 
-    from lab.data.text import Tokenizer
     from lab.eval.pfgen.data import load_questions
     from lab.eval.pfgen.results import read_answers, score_answers, summarize
     from lab.eval.pfgen.cache import cached_tables
     from lab.eval.pfgen.scorer import QuestionScorer
-    from lab.models.plamo.checkpoint import CheckpointError, load_pretrained
+    from lab.models.plamo.checkpoint import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         questions = select_questions(load_questions(args.data), args.questions)
-        tokenizer = Tokenizer.load(args.model)
-        model = load_pretrained(args.model, device=device)
+        model, tokenizer = load_model(args.model, device)
         run = run_pfgen(
             model, tokenizer, questions, trials=args.trials, mode=args.mode, seed=args.seed, out_dir=args.out,
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
