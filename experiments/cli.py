@@ -38,24 +38,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from experiments.render import RenderConfig, run_render
+    from experiments.render import render_command
     from lab.config import to_yaml
 
-    config = _load("render", RenderConfig, args.overrides)
+    schema, run = render_command(args.overrides)
+    config = _load("render", schema, args.overrides)
     if args.show_config:
         print(to_yaml(config), end="")
         return 0
-    print(run_render(config))
+    print(run(config))
     return 0
 
 
+def cmd_render_preview(args: argparse.Namespace) -> int:
+    from experiments.render import run_render_preview
+
+    print(run_render_preview(args.folder, args.out, args.count, args.zoom))
+    return 0
+
+
+# --study NAME of `lab sweep` -> (config name, module, schema, planner)
+SWEEP_STUDIES = {"digits": ("sweep", "experiments.sweep", "SweepConfig", "plan_sweep"),
+                 "text": ("text_sweep", "experiments.text_study", "TextSweepConfig", "plan_text_sweep")}
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from experiments.sweep import SweepConfig, plan_sweep
     from lab import sweep
     from lab.config import to_yaml
     from lab.rundir import atomic_write_text
 
-    config = _load("sweep", SweepConfig, args.overrides)
+    config_name, module_name, schema, planner = SWEEP_STUDIES[args.study]
+    module = importlib.import_module(module_name)
+    plan_sweep = getattr(module, planner)
+    config = _load(config_name, getattr(module, schema), args.overrides)
     folder = Path(config.root) / config.name / "sweep"
     if args.action == "launch":
         plan = plan_sweep(config)
@@ -78,6 +93,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(config.root) / config.name / "results.csv"
     table = sweep.collect(folder, config.name, out)
     print(f"wrote {len(table)} rows ({table.run_hash.nunique() if len(table) else 0} runs) to {out}")
+    return 0
+
+
+def cmd_text_study(args: argparse.Namespace) -> int:
+    from experiments.text_study import TextSweepConfig, run_text_study
+    from lab.config import to_yaml
+
+    config = _load("text_sweep", TextSweepConfig, args.overrides)
+    if args.show_config:
+        print(to_yaml(config), end="")
+        return 0
+    outcome = run_text_study(config)
+    print(outcome["report"])
+    print(f"Wrote {outcome['dir']}/report.md, results.csv, fit.json")
     return 0
 
 
@@ -120,8 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "so an interrupted render resumes. Example: lab render count=2000 out=data/digits "
                     "preview=digits.png renderer.rotation_deg=30")
     render.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
-    render.add_argument("overrides", nargs="*", help="Hydra overrides: count=, out=, workers=, preview=, renderer.*")
+    render.add_argument("overrides", nargs="*", help="Hydra overrides: count=, out=, workers=, preview=, renderer.*; "
+                        "renderer=scenes3d for 3D scenes (renderer.engine=torch|mitsuba|blender, renderer.level=lv3)")
     render.set_defaults(handler=cmd_render)
+
+    render_preview = commands.add_parser(
+        "render-preview", help="draw a contact sheet PNG of a rendered dataset folder",
+        description="One row per sample: for 3D scenes rgb with boxes, class mask, instance mask, depth, normals; "
+                    "for digits a grid sorted by label. Example: lab render-preview data/scenes --out sheet.png")
+    render_preview.add_argument("folder", help="a folder written by lab render")
+    render_preview.add_argument("--out", default="preview.png", help="PNG to write (default preview.png)")
+    render_preview.add_argument("--count", type=int, default=8, help="samples to show (default 8)")
+    render_preview.add_argument("--zoom", type=int, default=4, help="pixel magnification (default 4)")
+    render_preview.set_defaults(handler=cmd_render_preview)
 
     sweep = commands.add_parser(
         "sweep", help="launch, watch and collect a sweep (local, debug or Slurm executor)",
@@ -130,9 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "'collect' writes the tidy results table. Example: lab sweep launch +experiment=sweep_toy "
                     "launcher=slurm")
     sweep.add_argument("action", choices=["launch", "status", "collect"])
+    sweep.add_argument("--study", choices=sorted(SWEEP_STUDIES), default="digits",
+                       help="which study's grid, given before the action: digits (images, default) or text (PLaMo on "
+                            "synthetic Japanese), e.g. lab sweep --study text launch +experiment=text_toy")
     sweep.add_argument("--out", help="collect: output file (.csv, or .parquet with pyarrow installed)")
     sweep.add_argument("overrides", nargs="*", help="Hydra overrides of the sweep config (the same for every action)")
     sweep.set_defaults(handler=cmd_sweep)
+
+    train = commands.add_parser(
+        "train", help="train a batch-size-control recipe (ResNet-50 style, 2D-torus all-reduce) on any executor",
+        description="Train one recipe of experiments/conf/recipe/ on a lab dataset as one job: the global batch "
+                    "follows the recipe's schedule (gradient accumulation above the per-rank cap), with LR warm-up "
+                    "and scaling, label smoothing and the chosen all-reduce. Example: lab train "
+                    "recipe=batch_control_toy recipe.launcher.tasks_per_node=2 recipe.allreduce.kind=torus2d")
+    train.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument("overrides", nargs="*", help="Hydra overrides: recipe=NAME, recipe.*, data=, image_size=, root=")
+    train.set_defaults(handler=delegate("experiments.batch_control", "run_train_command"))
 
     model = commands.add_parser("model", help="inspect models (PLaMo language models)",
                                 description="Inspect a model without allocating its weights.")
@@ -167,6 +220,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_pfgen_arguments(generate)
     generate.set_defaults(handler=delegate("lab.eval.pfgen.harness", "run_pfgen_cli"))
+    build_set = eval_commands.add_parser(
+        "pfgen-build-set", help="build a pfgen-style question set from the synthetic text generators",
+        description="Questions about the synthetic world (facts, arithmetic, dialogue, structured records) with "
+                    "keyword rules and deterministic reference answers, written as Qxx.json + questions.jsonl so "
+                    "pfgen-score and pfgen run on it unchanged. Example: lab eval pfgen-build-set --generator "
+                    "world_facts,arithmetic --questions 50 --seed 0 --out data/pfgen-lab")
+    from lab.eval.pfgen.lab_sets import add_build_set_arguments
+
+    add_build_set_arguments(build_set)
+    build_set.set_defaults(handler=delegate("lab.eval.pfgen.lab_sets", "run_build_set"))
+
+    text_study = commands.add_parser(
+        "text-study", help="run (or resume) the text scaling study: synthetic Japanese -> real Japanese bits/char",
+        description="Tokenizer, synthetic render, PLaMo pre-training on n tokens, fine-tuning on s real tokens, "
+                    "held-out bits per character, fit of L(n) = D n^-alpha + C; through the sweep machinery (the "
+                    "launcher decides where jobs run) and waits for it. Writes runs/<name>/{results.csv,fit.json,"
+                    "report.md}. Example: lab text-study +experiment=text_toy launcher=debug")
+    text_study.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    text_study.add_argument("overrides", nargs="*", help="Hydra overrides of the text sweep config")
+    text_study.set_defaults(handler=cmd_text_study)
+
+    long_context = commands.add_parser(
+        "long-context", help="passkey retrieval before/after switching PLaMo's sliding-window layers to full attention",
+        description="Train a small PLaMo on a passkey task at a short context (sliding-window attention), score "
+                    "retrieval at a long context with the passkey beyond the window, switch the SWA layers to full "
+                    "attention (full_attention_idx) and continue training at the long context, score again.")
+    from lab.models.plamo.long_context import add_long_context_arguments
+
+    add_long_context_arguments(long_context)
+    long_context.set_defaults(handler=delegate("lab.models.plamo.long_context", "run_long_context_cli"))
 
     from analysis.cli import add_fit_arguments
 

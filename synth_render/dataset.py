@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lab.data.shards import ShardedDataset, write_sharded
+from lab.data.shards import NPZ_FORMAT, ShardedDataset, write_sharded
 from lab.rundir import to_plain
 from synth_render.registry import create_renderer
 
@@ -18,15 +18,25 @@ def render_dataset(config: Any, count: int, out_dir: Path | str, *, workers: int
     """Render samples 0..count-1 of the renderer `config` into `out_dir` (finished shards are kept)."""
     renderer = create_renderer(config)
     write_sharded(out_dir, renderer, count, shard_size=config.shard_size, generator=to_plain(config),
-                  seed=config.seed, workers=workers, progress=progress)
+                  seed=config.seed, workers=workers, progress=progress, **shard_options(renderer))
     return ShardedDataset.open(out_dir)
 
 
 def render_shards(config: Any, count: int, out_dir: Path | str, shards: list[int], *, workers: int = 1) -> list[int]:
     """Render only `shards` of a `count`-sample dataset: one task of a render array job."""
-    write_sharded(out_dir, create_renderer(config), count, shard_size=config.shard_size, generator=to_plain(config),
-                  seed=config.seed, workers=workers, progress=False, only_shards=shards)
+    renderer = create_renderer(config)
+    write_sharded(out_dir, renderer, count, shard_size=config.shard_size, generator=to_plain(config),
+                  seed=config.seed, workers=workers, progress=False, only_shards=shards, **shard_options(renderer))
     return shards
+
+
+def shard_options(renderer: Any) -> dict[str, Any]:
+    """What a renderer may declare: its shard format (npz unless it names one, e.g. tar for 3D scenes), extra
+    manifest fields, and how worker processes start (e.g. spawn for torch engines)."""
+    extra = getattr(renderer, "manifest_extra", None)
+    return {"shard_format": getattr(renderer, "shard_format", NPZ_FORMAT),
+            "manifest_extra": extra() if extra else None,
+            "start_method": getattr(renderer, "start_method", None)}
 
 
 def contact_sheet(images: np.ndarray, labels: np.ndarray | None = None, columns: int = 16, zoom: int = 3) -> Image.Image:

@@ -5,6 +5,10 @@ Layout of a dataset folder:
     shard-00000.json ...  sidecar written after its shard: sample count and sha256 (marks the shard finished)
     manifest.json         written last: count, seed, generator config + hash, shard list, content hash
 
+The shard file itself is a `ShardFormat`: `NPZ_FORMAT` here (stacked arrays), or webdataset-style tar
+(`lab.data.tar_shards.TAR_FORMAT`, one file per sample and field); the sidecars, manifest, resume and
+verification are shared.
+
 Shard k holds samples [k * shard_size, (k + 1) * shard_size), so the first n samples of a large render are a
 nested subset of it. Samples are produced by `make_sample(index)` and must depend only on (seed, index): that is
 what makes generation resumable and parallel without changing a single byte.
@@ -16,11 +20,12 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,34 +42,65 @@ class CorruptShardError(RuntimeError):
     """A shard that is missing, truncated or whose bytes do not match its recorded hash."""
 
 
+class ShardFormat(Protocol):
+    """How the samples of one shard become the bytes of one file."""
+
+    name: str
+
+    def file_name(self, shard: int) -> str: ...
+
+    def encode(self, samples: Sequence[Mapping[str, Any]]) -> bytes: ...
+
+
+class NpzFormat:
+    """Every field stacked along a first sample axis into one `.npz` (small fixed-size samples)."""
+
+    name = "npz"
+
+    def file_name(self, shard: int) -> str:
+        return shard_name(shard)
+
+    def encode(self, samples: Sequence[Mapping[str, Any]]) -> bytes:
+        arrays = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+
+NPZ_FORMAT = NpzFormat()
+
+
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.npz"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_suffix(".json")
 
 
 def _shard_range(shard: int, shard_size: int, count: int) -> range:
     return range(shard * shard_size, min((shard + 1) * shard_size, count))
 
 
-def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn, generator_hash: str) -> dict[str, Any]:
-    samples = [make_sample(i) for i in indices]
-    arrays = {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    path = out_dir / shard_name(shard)
-    tmp = path.with_suffix(".npz.tmp")
-    tmp.write_bytes(buffer.getvalue())
+def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn, generator_hash: str,
+                 shard_format: ShardFormat = NPZ_FORMAT) -> dict[str, Any]:
+    data = shard_format.encode([make_sample(i) for i in indices])
+    path = out_dir / shard_format.file_name(shard)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
     tmp.replace(path)
     record = {"file": path.name, "start": indices.start, "count": len(indices), "sha256": sha256_file(path),
               "config_hash": generator_hash}
-    atomic_write_json(path.with_suffix(".json"), record)
+    atomic_write_json(sidecar_path(path), record)
     return record
 
 
-def _finished_record(out_dir: Path, shard: int, indices: range, generator_hash: str) -> dict[str, Any] | None:
+def _finished_record(out_dir: Path, shard: int, indices: range, generator_hash: str,
+                     shard_format: ShardFormat = NPZ_FORMAT) -> dict[str, Any] | None:
     """The sidecar of a finished shard if it is complete, intact and made by the same generator config, else
     None (it will be regenerated: a folder re-used with another config never mixes samples)."""
-    sidecar = (out_dir / shard_name(shard)).with_suffix(".json")
-    path = out_dir / shard_name(shard)
+    path = out_dir / shard_format.file_name(shard)
+    sidecar = sidecar_path(path)
     if not (sidecar.exists() and path.exists()):
         return None
     try:
@@ -90,13 +126,19 @@ def write_sharded(
     workers: int = 1,
     progress: bool = True,
     only_shards: Sequence[int] | None = None,
+    shard_format: ShardFormat = NPZ_FORMAT,
+    manifest_extra: Mapping[str, Any] | None = None,
+    start_method: str | None = None,
 ) -> dict[str, Any] | None:
     """Generate `count` samples into `out_dir`, keeping intact finished shards; return the manifest.
 
     `generator` is the generator's config (recorded and hashed); `make_sample` must be picklable when
     `workers > 1` (a module-level function or a dataclass instance with `__call__`). With `only_shards`,
     just those shards are made and no manifest is written (one task of an array job renders a slice; a
-    later call without it verifies every shard and writes the manifest).
+    later call without it verifies every shard and writes the manifest). `manifest_extra` adds (or
+    overrides) manifest fields, e.g. how a sample's key and seed derive from its index. `start_method`
+    picks how worker processes start ("spawn" for generators that run torch: a forked child of a process
+    that already ran OpenMP kernels can deadlock; None = the platform default).
     """
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
@@ -113,7 +155,7 @@ def write_sharded(
         raise ValueError(f"only_shards must lie in [0, {n_shards}) for {count} samples of {shard_size} per shard")
     for shard in wanted:
         indices = _shard_range(shard, shard_size, count)
-        record = _finished_record(out_dir, shard, indices, generator_hash)
+        record = _finished_record(out_dir, shard, indices, generator_hash, shard_format)
         if record is None:
             todo.append((shard, indices))
         else:
@@ -121,14 +163,16 @@ def write_sharded(
     bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc=f"render {out_dir.name}", unit="shard",
                disable=not progress)
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_write_shard, out_dir, s, idx, make_sample, generator_hash): s for s, idx in todo}
+        context = multiprocessing.get_context(start_method) if start_method else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_write_shard, out_dir, s, idx, make_sample, generator_hash, shard_format): s
+                       for s, idx in todo}
             for future in futures:
                 records[futures[future]] = future.result()
                 bar.update()
     else:
         for shard, indices in todo:
-            records[shard] = _write_shard(out_dir, shard, indices, make_sample, generator_hash)
+            records[shard] = _write_shard(out_dir, shard, indices, make_sample, generator_hash, shard_format)
             bar.update()
     bar.close()
     if only_shards is not None:
@@ -136,6 +180,7 @@ def write_sharded(
     shards = [records[s] for s in range(n_shards)]
     manifest = {
         "format_version": FORMAT_VERSION,
+        "shard_format": shard_format.name,
         "count": count,
         "seed": seed,
         "shard_size": shard_size,
@@ -144,9 +189,31 @@ def write_sharded(
         "config_hash": generator_hash,
         "shards": shards,
         "content_hash": hashlib.sha256("".join(r["sha256"] for r in shards).encode()).hexdigest(),
+        **(manifest_extra or {}),
     }
     atomic_write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def read_manifest(path: Path, name: str = MANIFEST) -> dict[str, Any]:
+    """The manifest of a finished dataset folder (a clear error if the render never finished)."""
+    manifest_path = Path(path) / name
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"no {name} in {path}: the dataset was never finished (re-render it)")
+    return json.loads(manifest_path.read_text())
+
+
+def verified_shard(folder: Path, record: Mapping[str, Any]) -> Path:
+    """The path of a shard whose bytes match its manifest record, else a `CorruptShardError` naming it."""
+    path = Path(folder) / record["file"]
+    if not path.exists():
+        raise CorruptShardError(f"shard {path} is missing")
+    if sha256_file(path) != record["sha256"]:
+        raise CorruptShardError(
+            f"shard {path} is corrupt or truncated (sha256 differs from the manifest); "
+            "re-run the render to regenerate it"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -159,10 +226,7 @@ class ShardedDataset:
     @classmethod
     def open(cls, path: Path | str) -> "ShardedDataset":
         path = Path(path)
-        manifest_path = path / MANIFEST
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"no {MANIFEST} in {path}: the dataset was never finished (re-render it)")
-        return cls(path, json.loads(manifest_path.read_text()))
+        return cls(path, read_manifest(path))
 
     @property
     def count(self) -> int:
@@ -192,14 +256,7 @@ class ShardedDataset:
         return {key: np.concatenate(values) for key, values in parts.items()}
 
     def _read_shard(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        path = self.path / record["file"]
-        if not path.exists():
-            raise CorruptShardError(f"shard {path} is missing")
-        if sha256_file(path) != record["sha256"]:
-            raise CorruptShardError(
-                f"shard {path} is corrupt or truncated (sha256 differs from the manifest); "
-                "re-run the render to regenerate it"
-            )
+        path = verified_shard(self.path, record)
         try:
             with np.load(path) as data:
                 arrays = {key: data[key] for key in data.files}

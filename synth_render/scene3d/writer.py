@@ -1,0 +1,147 @@
+"""Render 3D scenes to webdataset-style tar shards with a manifest (the `scenes3d` entry of `RENDERERS`;
+`synth_render.dataset.render_dataset` writes it, `lab.data.tar_shards.TarShardDataset` reads it).
+
+Sample i is `sample_scene(level config, seed, i)` rendered by one engine, so it depends only on (seed, i):
+shards are identical whatever the worker count, an interrupted render resumes, and the first n samples of a
+large render are a nested subset. Per sample the tar holds (key = the index as 9 digits):
+
+    <key>.rgb.png       uint8 [H, W, 3]
+    <key>.depth.npy     float32 [H, W], z-depth in metres along the camera axis, +inf where nothing is hit
+    <key>.normals.npy   float32 [H, W, 3], world-space unit normals facing the camera, 0 where nothing is hit
+    <key>.instance.png  uint16 [H, W], 0 = room/background, k = scene.objects[k - 1]
+    <key>.semantic.png  uint16 [H, W], 0 = background, class_id + 1 for objects
+    <key>.json          key, index, seed, level, engine, size, the scene, and its annotations (objects with
+                        boxes, labels, multilabel); see `annotations.annotation_record`
+"""
+
+from __future__ import annotations
+
+import inspect
+import multiprocessing
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from lab.data.tar_shards import KEY, TAR_FORMAT
+from lab.rundir import to_plain
+from synth_render.registry import RENDERERS
+from synth_render.scene3d.annotations import annotation_record
+from synth_render.scene3d.renderers import SCENE_RENDERERS, SceneRenderer, create_scene_renderer
+from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
+from synth_render.scene3d.scene import Scene
+
+SAMPLE_FIELDS = ("rgb.png", "depth.npy", "normals.npy", "instance.png", "semantic.png", "json")
+
+
+def sample_key(index: int) -> str:
+    return f"{index:09d}"
+
+
+@dataclass
+class Scene3DRendererConfig:
+    """A 3D-scene dataset: which scenes (level + sampler knobs), which engine, which image size."""
+
+    name: str = "scenes3d"
+    engine: str = "torch"
+    level: str = "lv3"  # lv0..lv7, see synth_render/scene3d/sampler.py; it sets sampler.level
+    seed: int = 0
+    width: int = 64
+    height: int = 64
+    shard_size: int = 256
+    min_pixels: int = 1  # an object needs this many visible pixels to get a box and a label
+    sampler: SceneSamplerConfig = field(default_factory=SceneSamplerConfig)  # knobs left None come from the level
+    engine_options: dict[str, Any] = field(default_factory=dict)  # passed to the engine (e.g. spp for mitsuba)
+
+    def sampler_config(self) -> SceneSamplerConfig:
+        if self.sampler.level not in (self.level, SceneSamplerConfig.level):
+            raise ValueError(f"renderer.sampler.level={self.sampler.level} disagrees with renderer.level={self.level}; "
+                             "set renderer.level only")
+        return replace(self.sampler, level=self.level)
+
+    def validate(self) -> None:
+        """Every check that needs no rendering: names, sizes, sampler knobs and classes, the engine's name."""
+        SCENE_RENDERERS.get(self.engine)
+        for key in ("width", "height"):
+            if not 8 <= getattr(self, key) <= 4096:
+                raise ValueError(f"renderer.{key} must lie in [8, 4096], got {getattr(self, key)}")
+        if self.shard_size <= 0:
+            raise ValueError(f"renderer.shard_size must be positive, got {self.shard_size}")
+        if self.min_pixels < 1:
+            raise ValueError(f"renderer.min_pixels must be >= 1, got {self.min_pixels}")
+        try:
+            scene_sampler(self.sampler_config())
+        except (ValueError, FileNotFoundError) as error:
+            raise ValueError(f"renderer.sampler: {error}") from None
+
+
+@RENDERERS.register("scenes3d")
+class Scene3DGenerator:
+    """index -> one encoded tar sample. Picklable: the engine is built lazily in each worker process."""
+
+    shard_format = TAR_FORMAT
+    start_method = "spawn"  # engines run torch / OpenMP / LLVM threads, which a forked worker may deadlock on
+
+    def __init__(self, config: Scene3DRendererConfig) -> None:
+        config.validate()
+        self.config = config
+        self.sampler = config.sampler_config()
+        self.class_names = scene_sampler(self.sampler).class_names
+        self._engine: SceneRenderer | None = None
+        self.engine()  # a missing optional engine fails here, before any work
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_engine": None}
+
+    def engine(self) -> SceneRenderer:
+        if self._engine is None:
+            cls = SCENE_RENDERERS.get(self.config.engine)
+            valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+            unknown = sorted(set(self.config.engine_options) - set(valid))
+            if unknown:
+                raise ValueError(f"renderer.engine_options: {', '.join(unknown)} not accepted by the "
+                                 f"{self.config.engine} engine; valid options: {', '.join(valid) or 'none'}")
+            if multiprocessing.parent_process() is not None:
+                torch.set_num_threads(1)  # one render worker per core: threads inside each would oversubscribe
+            self._engine = create_scene_renderer(self.config.engine, **self.config.engine_options)
+        return self._engine
+
+    def scene(self, index: int) -> Scene:
+        return sample_scene(self.sampler, self.config.seed, index)
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        cfg = self.config
+        scene = self.scene(index)
+        out = self.engine().render(scene, cfg.width, cfg.height)
+        record = {
+            "key": sample_key(index), "index": index, "seed": cfg.seed, "level": cfg.level, "engine": cfg.engine,
+            "width": cfg.width, "height": cfg.height, "scene": scene.to_dict(),
+            **annotation_record(scene, out.instance, num_classes=len(self.class_names), min_pixels=cfg.min_pixels),
+        }
+        return {
+            KEY: sample_key(index),
+            "rgb.png": np.asarray(out.rgb, dtype=np.uint8),
+            "depth.npy": np.asarray(out.depth, dtype=np.float32),
+            "normals.npy": np.asarray(out.normals, dtype=np.float32),
+            "instance.png": _uint16(out.instance, "instance"),
+            "semantic.png": _uint16(out.semantic, "semantic"),
+            "json": record,
+        }
+
+    def manifest_extra(self) -> dict[str, Any]:
+        return {
+            "class_names": self.class_names,
+            "fields": list(SAMPLE_FIELDS),
+            "sample_key": "index as 9 digits (000000012)",
+            "sample_seed": "numpy.random.default_rng([seed, index]) drives sample_scene(sampler, seed, index)",
+            "sampler": to_plain(scene_sampler(self.sampler).config),
+        }
+
+
+def _uint16(mask: np.ndarray, name: str) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.min() < 0 or mask.max() > np.iinfo(np.uint16).max:
+        raise ValueError(f"{name} mask values must fit uint16, got [{mask.min()}, {mask.max()}]")
+    return mask.astype(np.uint16)
+
