@@ -59,7 +59,8 @@ def cmd_render_preview(args: argparse.Namespace) -> int:
 
 # --study NAME of `lab sweep` -> (config name, module, schema, planner)
 SWEEP_STUDIES = {"digits": ("sweep", "experiments.sweep", "SweepConfig", "plan_sweep"),
-                 "text": ("text_sweep", "experiments.text_study", "TextSweepConfig", "plan_text_sweep")}
+                 "text": ("text_sweep", "experiments.text_study", "TextSweepConfig", "plan_text_sweep"),
+                 "figure1": ("figure1", "experiments.figure1", "Figure1Config", "plan_figure1")}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -171,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "launcher=slurm")
     sweep.add_argument("action", choices=["launch", "status", "collect"])
     sweep.add_argument("--study", choices=sorted(SWEEP_STUDIES), default="digits",
-                       help="which study's grid, given before the action: digits (images, default) or text (PLaMo on "
+                       help="which study's grid, given before the action: digits (images, default), figure1 (3D-scene "
+                            "pre-training tasks x real targets) or text (PLaMo on "
                             "synthetic Japanese), e.g. lab sweep --study text launch +experiment=text_toy")
     sweep.add_argument("--out", help="collect: output file (.csv, or .parquet with pyarrow installed)")
     sweep.add_argument("overrides", nargs="*", help="Hydra overrides of the sweep config (the same for every action)")

@@ -112,7 +112,7 @@ class FinetuneJob:
     image_size: int
     model: ModelConfig = field(default_factory=ModelConfig)
     train: FinetuneConfig = field(default_factory=FinetuneConfig)
-    pretrain: PretrainJob | None = None
+    pretrain: PretrainJob | None = None  # or another pre-training job with `execute` (see `run_parent`)
     threads: int = 0  # torch threads; 0 leaves torch's default
     progress: bool = False
 
@@ -190,12 +190,19 @@ def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
     return _run_once(run, context, work)
 
 
+def run_parent(pretrain: Any, progress: bool = False) -> dict[str, Any]:
+    """A fine-tune's pre-training: digit classification (`PretrainJob`), or any job that runs its own stage
+    through `execute(progress)` (e.g. `lab.stages3d.Pretrain3DJob`); both write `weights` and `run_hash`."""
+    execute = getattr(pretrain, "execute", None)
+    return execute(progress) if execute is not None else run_pretrain(pretrain, progress)
+
+
 def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     """Run one study point; safe to call again (a finished point returns its stored result)."""
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     context = init_distributed()
-    parent = run_pretrain(job.pretrain, job.progress) if job.pretrain is not None else None
+    parent = run_parent(job.pretrain, job.progress) if job.pretrain is not None else None
     run = job.run_dir()
 
     def work() -> dict[str, Any]:

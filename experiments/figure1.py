@@ -1,0 +1,293 @@
+"""Figure 1 of Mikami et al.: pre-train on 3D scenes with each pre-training task, fine-tune on real targets.
+
+render the largest n scenes once (tar shards; the first n are a nested subset) -> for every (pre-training task,
+n, seed): pre-train a timm body (`lab.stages3d`) -> for every (real target, s): fine-tune and measure the held-out
+error (`lab.stages.run_finetune`, unchanged) -> the tidy results table with columns pretrain_task, target, level,
+n, s, seed, model -> one fit of L(n) = D n^-alpha + C per (pretrain_task, target, s); n = 0 (from scratch, shared
+by every task) is the baseline, not fitted.
+
+Channels and sizes: the scenes are rendered at the fine-tuning size (`renderer.width`, 32 px by default) and
+pre-trained in grey (luma), the real targets (grey 28 / 8 / 25 px) are resized to that size, so the body's first
+convolution (`model.in_chans` = 1) and its input resolution are the same in both stages.
+
+Run it with `lab sweep --study figure1 launch|status|collect` (any executor), or in-process with `run_figure1`.
+The sweep's "task" key names a plan task, so the pre-training task's column is `pretrain_task`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.sweep import RenderSliceJob, render_slice
+from lab import sweep
+from lab.config import ConfigError, to_yaml
+from lab.data.real import REAL_DATASETS, FolderSource, RealDataConfig, pool_size
+from lab.data.shards import sidecar_path
+from lab.data.tar_shards import TAR_FORMAT
+from lab.launch import LauncherConfig
+from lab.models import ModelConfig, check_model_name
+from lab.pretrain_tasks import PRETRAIN_TASKS, HeadConfig
+from lab.rundir import atomic_write_json, atomic_write_text, config_hash
+from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, run_finetune
+from lab.stages3d import Pretrain3DJob, run_pretrain_3d
+from lab.sweep import Plan, Task
+from synth_render.dataset import render_dataset
+from synth_render.scene3d.sampler import scene_sampler
+from synth_render.scene3d.writer import Scene3DRendererConfig
+
+METRIC = "top1"
+
+
+def _renderer() -> Scene3DRendererConfig:
+    return Scene3DRendererConfig(level="lv7", width=32, height=32, shard_size=256)
+
+
+@dataclass
+class Figure1StudyConfig:
+    """The grid. Defaults are the CPU-sized full study (see the report for its cost); `figure1_toy` shrinks it."""
+
+    tasks: list[str] = field(default_factory=lambda: ["multilabel", "segmentation", "normals", "detection"])
+    targets: list[str] = field(default_factory=lambda: ["mnist", "sklearn_digits", "lfw_faces"])
+    n: list[int] = field(default_factory=lambda: [0, 1000, 2000, 4000, 8000, 16000])
+    s: list[int] = field(default_factory=lambda: [50])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    test_size: dict[str, int] = field(default_factory=lambda: {"mnist": 1000, "sklearn_digits": 500,
+                                                               "lfw_faces": 100})
+    renderer: Scene3DRendererConfig = field(default_factory=_renderer)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class Figure1Config:
+    name: str = "figure1"
+    root: str = "runs"
+    study: Figure1StudyConfig = field(default_factory=Figure1StudyConfig)
+    render_shards_per_task: int = 4
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    fit_bootstrap: int = 200
+
+
+@dataclass
+class RenderedPretrain3DJob:
+    """A pre-training that first makes sure its render is complete (verifies shards, writes the manifest)."""
+
+    renderer: Scene3DRendererConfig
+    count: int
+    pretrain: Pretrain3DJob
+
+
+def pretrain_after_render(job: RenderedPretrain3DJob) -> dict[str, Any]:
+    render_dataset(job.renderer, job.count, job.pretrain.dataset, progress=False)
+    return run_pretrain_3d(job.pretrain)
+
+
+def validate(config: Figure1Config) -> None:
+    """Every check that can fail, before anything is rendered or submitted."""
+    study = config.study
+    if not (study.tasks and study.targets and study.n and study.s and study.seeds):
+        raise ConfigError("study.tasks, targets, n, s and seeds must each list at least one value")
+    for task in study.tasks:
+        PRETRAIN_TASKS.get(task)
+    if any(n < 0 for n in study.n) or any(s <= 0 for s in study.s):
+        raise ConfigError(f"study.n must be >= 0 (0 = from scratch) and study.s > 0, got n={study.n} s={study.s}")
+    if study.renderer.name != "scenes3d" or study.renderer.width != study.renderer.height:
+        raise ConfigError("study.renderer must be a square scenes3d render (width = height = the fine-tuning size)")
+    if study.model.in_chans != 1:
+        raise ConfigError(f"study.model.in_chans must be 1: scenes are pre-trained in grey like the real targets, "
+                          f"got {study.model.in_chans}")
+    if study.pretrain.augment:
+        raise ConfigError("study.pretrain.augment must be false (masks and boxes would have to move with the image)")
+    check_model_name(study.model.name)
+    try:
+        config.launcher.validate()
+        study.renderer.validate()
+        study.pretrain.train_config(max(study.n)).validate("study.pretrain")
+        study.finetune.train_config().validate("study.finetune")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if config.render_shards_per_task <= 0:
+        raise ConfigError("render_shards_per_task must be positive")
+    for target in study.targets:
+        if isinstance(REAL_DATASETS.get(target), FolderSource):
+            raise ConfigError(f"target {target!r} reads a folder; figure1 targets are the built-in real datasets")
+        if target not in study.test_size:
+            raise ConfigError(f"study.test_size has no entry for target {target!r} (it has {sorted(study.test_size)})")
+        pool = pool_size(target_data(study, target))
+        if max(study.s) > pool:
+            raise ConfigError(f"s={max(study.s)} is larger than the {target} fine-tuning pool ({pool} images)")
+
+
+def target_data(study: Figure1StudyConfig, target: str) -> RealDataConfig:
+    return RealDataConfig(name=target, test_size=study.test_size[target])
+
+
+def render_folder(config: Figure1Config) -> Path:
+    renderer = config.study.renderer
+    return Path(config.root) / config.name / "render" / f"{renderer.name}-{config_hash(renderer)}"
+
+
+def plan_figure1(config: Figure1Config) -> Plan:
+    """render slices -> pre-train per (task, n, seed) -> fine-tune per (target, s); shared parents appear once."""
+    validate(config)
+    study, threads = config.study, config.launcher.threads()
+    renderer, count = study.renderer, max(study.n)
+    dataset, dataset_id = render_folder(config), config_hash(study.renderer)
+    num_classes = len(scene_sampler(renderer.sampler_config()).class_names)
+    tasks: dict[str, Task] = {}
+    renders: list[str] = []
+    if count > 0:
+        n_shards = -(-count // renderer.shard_size)
+        for first in range(0, n_shards, config.render_shards_per_task):
+            shards = list(range(first, min(first + config.render_shards_per_task, n_shards)))
+            key = f"render/{dataset_id}/{first}"
+            tasks[key] = Task(key=key, stage="render", fn=render_slice,
+                              job=RenderSliceJob(renderer, count, str(dataset), shards),
+                              outputs=[str(sidecar_path(dataset / TAR_FORMAT.file_name(s))) for s in shards])
+            renders.append(key)
+    points: list[dict[str, Any]] = []
+    for task_name in study.tasks:
+        for n in study.n:
+            for seed in study.seeds:
+                pretrain = None
+                if n > 0:
+                    pretrain = Pretrain3DJob(root=config.root, experiment=config.name, dataset=str(dataset),
+                                             dataset_id=dataset_id, task=task_name, n=n, seed=seed,
+                                             image_size=renderer.width, num_classes=num_classes, model=study.model,
+                                             train=study.pretrain, head=study.head, threads=threads)
+                    run = pretrain.run_dir()
+                    tasks.setdefault(f"pretrain/{run.hash}", Task(
+                        key=f"pretrain/{run.hash}", stage="pretrain", fn=pretrain_after_render,
+                        job=RenderedPretrain3DJob(renderer, count, pretrain), outputs=[str(run.result_path)],
+                        depends=list(renders)))
+                for target in study.targets:
+                    for s in study.s:
+                        job = FinetuneJob(root=config.root, experiment=config.name, data=target_data(study, target),
+                                          s=s, seed=seed, image_size=renderer.width, model=study.model,
+                                          train=study.finetune, pretrain=pretrain, threads=threads)
+                        key = f"finetune/{job.run_dir().hash}"
+                        depends = [f"pretrain/{pretrain.run_dir().hash}"] if pretrain else []
+                        tasks.setdefault(key, Task(  # n = 0 is one scratch run shared by every task's panel
+                            key=key, stage="finetune", fn=run_finetune, job=job,
+                            outputs=[str(job.run_dir().result_path)], depends=depends))
+                        points.append({"n": n, "s": s, "seed": seed, "model": study.model.name, "data": target,
+                                       "pretrain_task": task_name, "target": target, "level": renderer.level,
+                                       "task": key})
+    order = {"render": 0, "pretrain": 1, "finetune": 2}
+    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
+                points=points)
+
+
+def fit_panels(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
+    """L(n) = D n^-alpha + C per (pretrain_task, target, s) on n > 0, all seeds; a panel that cannot be fitted
+    (too few points) comes back with the reason."""
+    from analysis.fit import fit_law
+    from analysis.validation import InputError
+
+    fits, unfitted = {}, {}
+    rows = table[(table.metric == METRIC) & (table.n > 0)]
+    for (task, target, s), curve in rows.groupby(["pretrain_task", "target", "s"]):
+        key = f"{task}/{target}/s={s}"
+        try:
+            fits[key] = fit_law(curve.n.to_numpy(float), curve.error.to_numpy(float), law="power_floor",
+                                bootstrap=bootstrap, seed=seed)
+        except InputError as error:
+            unfitted[key] = str(error)
+    return fits, unfitted
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    errors = table[table.metric == METRIC]
+    return (errors.groupby(["pretrain_task", "target", "s", "n"]).error.agg(["mean", "std", "count"]).reset_index()
+            .rename(columns={"mean": "error_mean", "std": "error_std", "count": "seeds"}))
+
+
+def write_report(config: Figure1Config, table: pd.DataFrame, fits: dict[str, Any], unfitted: dict[str, str],
+                 seconds: float) -> str:
+    study = config.study
+    lines = [f"# {config.name}: 3D scenes ({study.renderer.level}, {study.renderer.width} px, grey) -> real targets",
+             "", f"Model `{study.model.name}`; top-1 error on the held-out real set after fine-tuning on s images.",
+             "", "| pretrain_task | target | s | n | error | std | seeds |", "|---|---|---|---|---|---|---|"]
+    for row in summary(table).itertuples():
+        std = "" if pd.isna(row.error_std) else f"{row.error_std:.2%}"
+        lines.append(f"| {row.pretrain_task} | {row.target} | {row.s} | {row.n} | {row.error_mean:.2%} | {std} | "
+                     f"{row.seeds} |")
+    for key, result in sorted(fits.items()):
+        lines += ["", f"## {key}: L(n) = D n^-alpha + C (n > 0)", "", "```", result.report(), "```"]
+    for key, reason in sorted(unfitted.items()):
+        lines += ["", f"## {key}: not fitted", "", reason]
+    lines += ["", f"Wall time of this call: {seconds:.0f} s. Same fits from the command line: `lab fit "
+              f"{Path(config.root) / config.name / 'results.csv'} --where metric=top1 --group pretrain_task,target,s`",
+              ""]
+    return "\n".join(lines)
+
+
+def plot_panels(table: pd.DataFrame, fits: dict[str, Any], path: Path) -> None:
+    """Figure 1's layout: one log-log panel per (pre-training task, target, s), fitted curve, scratch line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import plot_fit
+
+    errors = table[table.metric == METRIC]
+    panels = sorted(errors.groupby(["pretrain_task", "target", "s"]).groups)
+    tasks = sorted({p[0] for p in panels})
+    columns = sorted({p[1:] for p in panels})
+    fig, axes = plt.subplots(len(tasks), len(columns), figsize=(4.5 * len(columns), 3.5 * len(tasks)),
+                             squeeze=False)
+    for task, target, s in panels:
+        ax = axes[tasks.index(task)][columns.index((target, s))]
+        curve = errors[(errors.pretrain_task == task) & (errors.target == target) & (errors.s == s)]
+        trained, scratch = curve[curve.n > 0], curve[curve.n == 0].error
+        key = f"{task}/{target}/s={s}"
+        if key in fits:
+            plot_fit(fits[key], trained.n.to_numpy(float), trained.error.to_numpy(float), ax=ax, title=key)
+        else:
+            ax.plot(trained.n, trained.error, "o")
+            ax.set(xscale="log", yscale="log", title=f"{key} (not fitted)")
+        if len(scratch):
+            ax.axhline(scratch.mean(), color="grey", ls="--", label=f"scratch {scratch.mean():.1%}")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
+    while True:
+        table = sweep.status(plan.folder)
+        if not table.state.isin(["pending", "running"]).any():
+            return table
+        time.sleep(poll_seconds)
+
+
+def run_figure1(config: Figure1Config) -> dict[str, Any]:
+    """Launch (or resume) the sweep, wait for it, collect results.csv, fit every panel, write fit.json,
+    figure1.png and report.md."""
+    started = time.perf_counter()
+    plan = plan_figure1(config)
+    out = Path(config.root) / config.name
+    atomic_write_text(plan.folder / "config.yaml", to_yaml(config))
+    launched = sweep.launch(plan, config.launcher)
+    status = wait_for(plan)
+    table = sweep.collect(plan.folder, config.name, out / "results.csv")
+    failed = status[status.state != "done"]
+    if len(failed):
+        raise RuntimeError(f"{len(failed)} of {len(status)} points did not finish (finished ones are kept):\n"
+                           + failed.to_string(index=False))
+    fits, unfitted = fit_panels(table, bootstrap=config.fit_bootstrap)
+    atomic_write_json(out / "fit.json", {k: r.to_dict() for k, r in fits.items()})
+    plot_panels(table, fits, out / "figure1.png")
+    report = write_report(config, table, fits, unfitted, time.perf_counter() - started)
+    atomic_write_text(out / "report.md", report)
+    return {"table": table, "fits": fits, "unfitted": unfitted, "report": report, "dir": out, "launch": launched}

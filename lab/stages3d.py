@@ -1,0 +1,128 @@
+"""The 3D-scene pre-training stage: one (task, n, seed) on the first n samples of a scenes3d render.
+
+Idempotent and resumable like `lab.stages.run_pretrain` (a run directory keyed by the job's identity, a lock,
+checkpoints every `checkpoint_every` steps with batches drawn as a pure function of (seed, step)), and it
+writes the same `model.pt` + result keys, so `lab.stages.FinetuneJob` starts from it unchanged (the body's
+state dict has the fine-tuning model's key names; `_load_backbone` drops the classifier).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lab.checkpoint import save_checkpoint
+from lab.distributed import init_distributed
+from lab.models import ModelConfig
+from lab.pretrain_tasks import HeadConfig, PretrainTask, SceneArrays, create_pretrain_task, load_scene_arrays
+from lab.rundir import RunDir
+from lab.stages import PretrainConfig, _run_once, provenance
+from lab.train import NonFiniteLossError, TrainConfig, _batch_indices, lr_at, to_tensor
+
+
+@dataclass
+class Pretrain3DJob:
+    """Pre-train a body on task `task` of the first n samples of a rendered scenes3d folder."""
+
+    root: str
+    experiment: str
+    dataset: str  # the render's folder (tar shards + manifest)
+    dataset_id: str  # hash of the renderer config: it names the content
+    task: str  # a PRETRAIN_TASKS name
+    n: int
+    seed: int
+    image_size: int
+    num_classes: int  # object classes of the render
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: PretrainConfig = field(default_factory=PretrainConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    threads: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"dataset": self.dataset_id, "task": self.task, "n": self.n, "seed": self.seed,
+                "image_size": self.image_size, "num_classes": self.num_classes, "model": self.model,
+                "train": self.train, "head": self.head, "input": "grey"}
+
+    def run_dir(self) -> RunDir:
+        return RunDir.for_config(self.root, self.experiment, "pretrain3d", self.identity())
+
+    def execute(self, progress: bool = False) -> dict[str, Any]:
+        """The stage `lab.stages.run_finetune` runs for its parent."""
+        return run_pretrain_3d(self, progress)
+
+
+def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any]:
+    """Pre-train (or return the stored result of) one (render, task, n, model, seed)."""
+    if job.train.augment:
+        raise ValueError("pretrain.augment must be false for 3D pre-training: masks and boxes would have to move "
+                         "with the image (the renderer already randomises every view)")
+    if job.threads > 0:
+        torch.set_num_threads(job.threads)
+    context = init_distributed()
+    if context.active:
+        raise RuntimeError("run_pretrain_3d runs in one process; launch it with launcher.tasks_per_node=1")
+    run = job.run_dir()
+
+    def work() -> dict[str, Any]:
+        started = time.perf_counter()
+        task = create_pretrain_task(job.task, job.model, job.head, job.num_classes, job.image_size)
+        arrays = load_scene_arrays(task, job.dataset, job.n)
+        if arrays.images.shape[1:] != (job.image_size, job.image_size):
+            raise ValueError(f"{job.dataset} holds {arrays.images.shape[1:]} images, the job expects "
+                             f"{job.image_size}x{job.image_size} (render at the fine-tuning size)")
+        run.write_config({**job.identity(), "dataset_path": job.dataset})
+        torch.manual_seed(job.seed)
+        body, head = task.build()
+        stats = train_task(task, body, head, arrays, job.train.train_config(job.n), run, seed=job.seed)
+        weights = run.path / "model.pt"
+        torch.save(body.state_dict(), weights)
+        return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": job.dataset_id, "task": job.task,
+                "n": job.n, "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
+
+    return _run_once(run, context, work)
+
+
+def train_task(task: PretrainTask, body: torch.nn.Module, head: torch.nn.Module, arrays: SceneArrays,
+               config: TrainConfig, run: RunDir, *, seed: int) -> dict[str, Any]:
+    """AdamW with warm-up + cosine (`lab.train.lr_at`), batches as in `lab.train`, resumable from `run`."""
+    x_all = to_tensor(arrays.images)
+    memory_format = torch.channels_last if task.model_config.channels_last else torch.contiguous_format
+    modules = torch.nn.ModuleDict({"body": body, "head": head})
+    optimizer = torch.optim.AdamW(modules.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    last = run.checkpoint_dir / "last.pt"
+    start = 0
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        modules.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    modules.train()
+    batch_size = min(config.batch_size, len(x_all))
+    started, running, logged = time.perf_counter(), 0.0, []
+    for step in range(start, config.steps):
+        index = _batch_indices(step, len(x_all), batch_size, seed)
+        x = x_all[index].contiguous(memory_format=memory_format)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, config)
+        loss = task.loss(body, head, x, task.batch(arrays.targets, index))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"pretrain3d: loss is {loss.item()} at step {step} "
+                                     f"(lr {lr_at(step, config):.3g}); lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.item()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            count = (done - start) % config.log_every or config.log_every
+            logged.append(running / count)
+            run.log_metrics({"stage": f"pretrain3d-{task.dataset}", "step": done, "loss": running / count,
+                             "lr": lr_at(step, config)})
+            running = 0.0
+        if done % config.checkpoint_every == 0 and done < config.steps:
+            save_checkpoint(last, {"model": modules.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
+    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
+            "final_loss": logged[-1] if logged else None}
