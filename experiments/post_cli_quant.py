@@ -1,0 +1,116 @@
+"""`lab post quantize` and `lab post merge`: weight-only quantization and model merging of HF-layout folders.
+
+    lab post quantize --model runs/x/model --bits 4 --group-size 64 --out runs/x/model-int4-g64
+    lab post merge --method linear --models sft dpo --weights 0.5 0.5 --out merged
+    lab post merge --method task --base base --models sft dpo --scales 0.7 0.3 --out merged
+
+A tokenizer stored next to the first input model (tokenizer.model + tokenizer_config.json) is copied to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer_config.json")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    """The parser's sub-command group, created when no other module has added one yet."""
+    existing = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if existing:
+        return existing[0]
+    return parser.add_subparsers(dest="post_command", metavar="ACTION", required=True)
+
+
+def add_post_quant_merge_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `quantize` and `merge` under the top-level `post` command (created here if nobody has yet)."""
+    post = subparsers.choices.get("post") or subparsers.add_parser(
+        "post", help="post-training of PLaMo models (quantize, merge, ...)",
+        description="Post-training stages on HF-layout PLaMo folders.")
+    actions = _subcommands(post)
+
+    quantize = actions.add_parser(
+        "quantize", help="weight-only int8/int4 quantization of a PLaMo folder's linear layers",
+        description="Symmetric round-to-nearest int8 or int4 (two per byte) with float32 scales per group of "
+                    "--group-size input columns (or per output channel); embeddings, lm_head and dt_proj stay float. "
+                    "Writes config.json with quantization_config and model.safetensors of packed weights.")
+    quantize.add_argument("--model", required=True, help="an HF-layout float PLaMo folder")
+    quantize.add_argument("--bits", type=int, choices=[4, 8], default=8)
+    quantize.add_argument("--group-size", default="128",
+                          help="input columns per scale (must divide every quantized layer), or 'channel'")
+    quantize.add_argument("--skip", default="embed_tokens,lm_head,dt_proj",
+                          help="comma-separated name parts of linear layers to keep in float")
+    quantize.add_argument("--out", required=True, help="folder to write")
+    quantize.set_defaults(handler=run_quantize)
+
+    merge = actions.add_parser(
+        "merge", help="merge same-architecture PLaMo folders: weighted average or task arithmetic",
+        description="linear: sum_i w_i theta_i (weights >= 0 summing to 1, or --normalize); task: theta_base + "
+                    "sum_i s_i (theta_i - theta_base). Different configs or tensor shapes are errors naming the "
+                    "first mismatch.")
+    merge.add_argument("--method", choices=["linear", "task"], required=True)
+    merge.add_argument("--models", nargs="+", required=True, help="HF-layout folders (fine-tuned ones for task)")
+    merge.add_argument("--weights", nargs="+", type=float, help="linear: one weight per model (default: equal)")
+    merge.add_argument("--normalize", action="store_true", help="linear: divide the weights by their sum")
+    merge.add_argument("--base", help="task: the base model folder")
+    merge.add_argument("--scales", nargs="+", type=float, default=[1.0],
+                       help="task: one scale per model, or one for all (default 1)")
+    merge.add_argument("--out", required=True, help="folder to write")
+    merge.set_defaults(handler=run_merge)
+
+
+def _copy_tokenizer(source: Path, out: Path) -> None:
+    if all((source / name).exists() for name in TOKENIZER_FILES):
+        for name in TOKENIZER_FILES:
+            shutil.copy2(source / name, out / name)
+
+
+def _fail(command: str, error: Exception) -> int:
+    print(f"lab post {command}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from lab.models.plamo import CheckpointError, load_pretrained
+    from lab.post.quantize import QuantizationError, model_size_bytes, quantize_model, save_quantized
+
+    group_size = None if args.group_size == "channel" else args.group_size
+    try:
+        group_size = None if group_size is None else int(group_size)
+        model = load_pretrained(args.model)
+        float_bytes = model_size_bytes(model)
+        skip = tuple(part for part in args.skip.split(",") if part)
+        quantized = quantize_model(model, bits=args.bits, group_size=group_size, skip=skip)
+    except (ValueError, CheckpointError, QuantizationError) as error:
+        return _fail("quantize", error)
+    out = save_quantized(quantized, args.out)
+    _copy_tokenizer(Path(args.model), out)
+    config = quantized.quantization_config
+    print(f"quantized {len(config.modules)} linear layers to int{args.bits} "
+          f"(group {group_size or 'per channel'}): {float_bytes / 2**20:.2f} MB -> "
+          f"{model_size_bytes(quantized) / 2**20:.2f} MB; wrote {out}")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from lab.models.plamo import CheckpointError
+    from lab.post.merge import MergeError, merge_linear, merge_task_arithmetic
+
+    try:
+        if args.method == "linear":
+            if args.base:
+                raise MergeError("--base is for --method task; a linear merge averages --models")
+            merge_linear(args.models, args.weights, normalize=args.normalize, out=args.out)
+        else:
+            if not args.base:
+                raise MergeError("--method task needs --base (the model the fine-tuned ones started from)")
+            scales = args.scales[0] if len(args.scales) == 1 else args.scales
+            merge_task_arithmetic(args.base, args.models, scales, out=args.out)
+    except (MergeError, CheckpointError) as error:
+        return _fail("merge", error)
+    _copy_tokenizer(Path(args.base or args.models[0]), Path(args.out))
+    print(f"merged {len(args.models)} model(s) ({args.method}); wrote {args.out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Post-training of PLaMo models: pruning, distillation, SFT, DPO, merging and quantization."""
