@@ -261,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "writes JSON and a figure.")
     add_fit_arguments(fit)
     fit.set_defaults(handler=delegate("analysis.cli", "run_fit"))
-    from experiments.post_cli_quant import add_post_quant_merge_commands
+    from experiments.post_cli import add_post_commands
 
-    add_post_quant_merge_commands(commands)
+    add_post_commands(commands)
     return parser
 
 

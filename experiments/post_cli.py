@@ -10,6 +10,7 @@ A tokenizer stored next to the first input model (tokenizer.model + tokenizer_co
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -25,12 +26,28 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
     return parser.add_subparsers(dest="post_command", metavar="ACTION", required=True)
 
 
-def add_post_quant_merge_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add `quantize` and `merge` under the top-level `post` command (created here if nobody has yet)."""
+def add_post_commands(subparsers: argparse._SubParsersAction) -> None:
+    """`lab post pipeline|prune|quantize|merge`: the PLaMo post-training stages."""
     post = subparsers.choices.get("post") or subparsers.add_parser(
-        "post", help="post-training of PLaMo models (quantize, merge, ...)",
+        "post", help="post-training of PLaMo models (SFT/DPO pipeline, pruning, quantization, merging)",
         description="Post-training stages on HF-layout PLaMo folders.")
     actions = _subcommands(post)
+
+    for name, module, help_text, description in (
+        ("pipeline", "experiments.post_training", "base -> SFT -> DPO -> merges, measured per stage",
+         "Pre-train (or load) a base PLaMo, SFT on synthetic instructions (loss on responses only), DPO against the "
+         "frozen SFT model, linear and task-arithmetic merges; task accuracy and the pfgen-style score per stage "
+         "(report.md, stages.json). Hydra overrides of experiments/conf/post_training.yaml."),
+        ("prune", "experiments.prune_study", "prune a trained PLaMo, distil it, compare with the same shape from scratch",
+         "Train a larger PLaMo, prune layers/heads/channels by measured importance, distil (KL on logits) and "
+         "compare at equal tokens with the small shape trained from scratch (bits/char, pfgen-style score). "
+         "Hydra overrides of experiments/conf/prune.yaml; --show-config prints the resolved config."),
+    ):
+        stage = actions.add_parser(name, help=help_text, description=description)
+        stage.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
+        if name == "prune":
+            stage.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+        stage.set_defaults(handler=_run_main(module))
 
     quantize = actions.add_parser(
         "quantize", help="weight-only int8/int4 quantization of a PLaMo folder's linear layers",
@@ -60,6 +77,16 @@ def add_post_quant_merge_commands(subparsers: argparse._SubParsersAction) -> Non
                        help="task: one scale per model, or one for all (default 1)")
     merge.add_argument("--out", required=True, help="folder to write")
     merge.set_defaults(handler=run_merge)
+
+
+def _run_main(module: str):
+    """A handler that passes the overrides to `module.main` (imported only when the subcommand runs)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        show = ["--show-config"] if getattr(args, "show_config", False) else []
+        return importlib.import_module(module).main([*args.overrides, *show])
+
+    return handler
 
 
 def _copy_tokenizer(source: Path, out: Path) -> None:

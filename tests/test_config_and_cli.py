@@ -102,7 +102,8 @@ def test_an_unknown_allreduce_kind_fails_before_any_work(tmp_path):
 
 @pytest.mark.parametrize("command", [["demo"], ["render"], ["sweep"], ["model", "info"], ["eval", "pfgen-score"],
                                      ["eval", "pfgen"], ["eval", "pfgen-build-set"], ["fit"],
-                                     ["render-preview"], ["train"], ["text-study"], ["long-context"]])
+                                     ["render-preview"], ["train"], ["text-study"], ["long-context"],
+                                     ["post", "pipeline"], ["post", "prune"], ["post", "quantize"], ["post", "merge"]])
 def test_every_subcommand_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

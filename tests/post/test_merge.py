@@ -135,11 +135,11 @@ def test_bad_weights_and_scales_are_errors(tmp_path):
 def _cli(argv: list[str]) -> int:
     import argparse
 
-    from experiments.post_cli_quant import add_post_quant_merge_commands
+    from experiments.post_cli import add_post_commands
 
     parser = argparse.ArgumentParser(prog="lab")
     commands = parser.add_subparsers(dest="command", required=True)
-    add_post_quant_merge_commands(commands)
+    add_post_commands(commands)
     args = parser.parse_args(argv)
     return args.handler(args)
 
