@@ -30,7 +30,7 @@ from lab.post.measure import pfgen_score, preference_metrics, task_accuracy
 from lab.post.sft import SFTConfig, train_sft
 from lab.post.stage_table import StageRow, write_stage_table
 from lab.rundir import RunDir
-from lab.stages import _run_once, provenance
+from lab.stages import run_once, provenance
 from lab.text_stages import MODEL_DIR, PlamoSpec
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -124,7 +124,7 @@ def run_base(config: PostTrainingConfig) -> dict[str, Any]:
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), "documents": len(documents),
                 "tokens": len(stream), **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, init_distributed(), work)
+    return run_once(run, init_distributed(), work)
 
 
 def build_eval_set(config: PostTrainingConfig) -> Path:
@@ -162,7 +162,7 @@ def run_sft_stage(config: PostTrainingConfig, base: dict[str, Any], data: Instru
                           seed=config.seed, device=resolve_device(config.device))
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), **stats, **provenance()}
 
-    return _run_once(run, init_distributed(), work)
+    return run_once(run, init_distributed(), work)
 
 
 def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: InstructData) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: Instruc
                           seed=config.seed, device=resolve_device(config.device))
         return {"run_hash": run.hash, "weights": _save(policy, tokenizer, run), **stats, **provenance()}
 
-    return _run_once(run, init_distributed(), work)
+    return run_once(run, init_distributed(), work)
 
 
 def run_merges(config: PostTrainingConfig, base: dict[str, Any], sft: dict[str, Any], dpo: dict[str, Any]
@@ -219,7 +219,7 @@ def measure_stage(config: PostTrainingConfig, label: str, weights: str, heldout:
         preference = preference_metrics(model, tokenizer, heldout_pairs, max_len=config.sft.max_len)
         return {"task": task, "pfgen": pfgen, "preference": preference}
 
-    result = _run_once(run, init_distributed(), work)
+    result = run_once(run, init_distributed(), work)
     return StageRow.from_measures(label, weights, result["task"], result["pfgen"], result["preference"])
 
 

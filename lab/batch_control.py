@@ -23,7 +23,7 @@ from lab.parallel import BatchSchedule, register_allreduce
 from lab.parallel.batch_control_loop import train_on_schedule
 from lab.parallel.recipe import BatchControlRecipe
 from lab.rundir import RunDir
-from lab.stages import _run_once, provenance
+from lab.stages import run_once, provenance
 from lab.train import evaluate, to_tensor
 
 
@@ -108,4 +108,4 @@ def run_batch_control(job: BatchControlJob) -> dict[str, Any]:
                 "test_size": len(split.test_labels),
                 "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lab.checkpoint import save_training_state
 from lab.data.text import bits_per_character
 from lab.models.plamo.model import IGNORE_INDEX
 from lab.rundir import RunDir
@@ -125,13 +125,6 @@ def stream_batch(stream: TokenStream, step: int, batch_size: int, seq_len: int, 
     return window[:, :-1], targets, docs[:, :-1]
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, path)
-
-
 def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir, *, seed: int,
              device: torch.device = torch.device("cpu"), dtype: str = "float32", desc: str = "train",
              progress: bool = False) -> dict[str, Any]:
@@ -178,7 +171,7 @@ def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir
             bar.set_postfix(loss=f"{running / count:.3f}")
             running = 0.0
         if done % config.checkpoint_every == 0 and done < config.steps:
-            _save_checkpoint(last, model, optimizer, done)
+            save_training_state(last, model, optimizer, done)
     bar.close()
     seconds = time.perf_counter() - started
     return {"steps": config.steps, "resumed_from_step": start, "train_seconds": seconds,

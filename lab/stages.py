@@ -149,7 +149,7 @@ def provenance() -> dict[str, Any]:
             "torch": torch.__version__, "pid": os.getpid()}
 
 
-def _run_once(run: RunDir, context: DistributedContext, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_once(run: RunDir, context: DistributedContext, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """`work()` unless `run` is done. Rank 0 holds the run's lock and writes; all ranks agree on 'done'."""
     with run.lock() if context.is_main else contextlib.nullcontext():
         if context.broadcast_flag(run.done):
@@ -187,7 +187,7 @@ def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
         return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": dataset.content_hash, "n": job.n,
                 "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def run_parent(pretrain: Any, progress: bool = False) -> dict[str, Any]:
@@ -230,7 +230,7 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def _load_backbone(model: torch.nn.Module, weights: str) -> None:

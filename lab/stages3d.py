@@ -19,7 +19,7 @@ from lab.distributed import init_distributed
 from lab.models import ModelConfig
 from lab.pretrain_tasks import HeadConfig, PretrainTask, SceneArrays, create_pretrain_task, load_scene_arrays
 from lab.rundir import RunDir
-from lab.stages import PretrainConfig, _run_once, provenance
+from lab.stages import PretrainConfig, run_once, provenance
 from lab.train import NonFiniteLossError, TrainConfig, _batch_indices, lr_at, to_tensor
 
 
@@ -82,7 +82,7 @@ def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any
         return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": job.dataset_id, "task": job.task,
                 "n": job.n, "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def train_task(task: PretrainTask, body: torch.nn.Module, head: torch.nn.Module, arrays: SceneArrays,

@@ -22,7 +22,7 @@ from lab.distributed import init_distributed
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, train_lm
 from lab.models.plamo import PlamoForCausalLM, create_plamo, load_pretrained, save_pretrained
 from lab.rundir import RunDir
-from lab.stages import _run_once, provenance
+from lab.stages import run_once, provenance
 
 MODEL_DIR = "model"  # config.json + model.safetensors + tokenizer.model + tokenizer_config.json
 
@@ -199,7 +199,7 @@ def run_tokenizer(job: TokenizerJob) -> dict[str, Any]:
                 "vocab_size": tokenizer.vocab_size, "synthetic_docs": len(synthetic), "real_docs": len(real),
                 "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def run_text_render(job: TextRenderJob) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def run_text_render(job: TextRenderJob) -> dict[str, Any]:
                 "documents": dataset.count, "tokens": dataset.stats["total_n_tokens"],
                 "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def run_text_pretrain(job: TextPretrainJob, progress: bool = False) -> dict[str, Any]:
@@ -252,7 +252,7 @@ def run_text_pretrain(job: TextPretrainJob, progress: bool = False) -> dict[str,
                 "documents": len(documents), "seed": job.seed, **stats,
                 "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)
 
 
 def finetune_stream(documents: list[str], tokenizer: Tokenizer, s: int, seed: int, eos: int) -> TokenStream:
@@ -304,4 +304,4 @@ def run_text_finetune(job: TextFinetuneJob) -> dict[str, Any]:
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
 
-    return _run_once(run, context, work)
+    return run_once(run, context, work)

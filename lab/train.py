@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.checkpoint import save_checkpoint
+from lab.checkpoint import save_training_state
 from lab.distributed import DistributedContext
 from lab.parallel import AllReduceConfig, register_allreduce
 from lab.rundir import RunDir
@@ -89,10 +89,6 @@ def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tenso
     return order[position * batch_size : (position + 1) * batch_size]
 
 
-def _save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
-
-
 def train_classifier(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -154,7 +150,7 @@ def train_classifier(
             bar.set_postfix(loss=f"{running / count:.3f}")
             running = 0.0
         if context.is_main and done % config.checkpoint_every == 0 and done < config.steps:
-            _save_checkpoint(last, model, optimizer, done)
+            save_training_state(last, model, optimizer, done)
     bar.close()
     return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
             "world_size": context.world_size}

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lab.lm_train import LMTrainConfig, _save_checkpoint, autocast, lr_at
+from lab.checkpoint import save_training_state
+from lab.lm_train import LMTrainConfig, autocast, lr_at
 from lab.rundir import RunDir
 from lab.train import NonFiniteLossError
 
@@ -64,7 +65,7 @@ def train_steps(model: Any, step_loss: StepLoss, config: LMTrainConfig, run: Run
             bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
             sums, count = {}, 0
         if done % config.checkpoint_every == 0 and done < config.steps:
-            _save_checkpoint(last, model, optimizer, done)
+            save_training_state(last, model, optimizer, done)
     bar.close()
     return {"steps": config.steps, "resumed_from_step": start, "first_loss": first_loss,
             "last_loss": value if start < config.steps else None, "train_seconds": time.perf_counter() - started}

@@ -24,7 +24,7 @@ from typing import Sequence, Union
 
 import torch
 
-from lab.models.plamo.checkpoint import CONFIG_NAME, _read_tensors, load_config, save_pretrained
+from lab.models.plamo.checkpoint import CONFIG_NAME, read_tensors, load_config, save_pretrained
 from lab.models.plamo.config import PlamoConfig
 from lab.models.plamo.model import PlamoForCausalLM
 
@@ -61,7 +61,7 @@ def load_checkpoint(source: Checkpoint, label: str) -> LoadedCheckpoint:
         config_file = directory / CONFIG_NAME
         if config_file.exists() and "quantization_config" in json.loads(config_file.read_text()):
             raise MergeError(f"{label}: {directory} is a quantized checkpoint: merge float checkpoints, then quantize")
-        return LoadedCheckpoint(_read_tensors(directory, "cpu"), load_config(directory), f"{label} ({directory})")
+        return LoadedCheckpoint(read_tensors(directory, "cpu"), load_config(directory), f"{label} ({directory})")
     raise MergeError(f"{label}: expected a state dict, a PlamoForCausalLM or a folder, got {type(source).__name__}")
 
 

@@ -34,8 +34,8 @@ from lab.models.plamo.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
-    _read_tensors,
-    _write_atomically,
+    read_tensors,
+    write_atomically,
     load_pretrained,
 )
 from lab.models.plamo.config import PlamoConfig, PlamoConfigError
@@ -259,9 +259,9 @@ def save_quantized(model: PlamoForCausalLM, directory: str | Path) -> Path:
     config = model.config.to_dict()
     config["torch_dtype"] = str(model.model.embed_tokens.weight.dtype).removeprefix("torch.")
     config["quantization_config"] = quantization.to_dict()
-    _write_atomically(directory / WEIGHTS_NAME, lambda path: safetensors.torch.save_file(
+    write_atomically(directory / WEIGHTS_NAME, lambda path: safetensors.torch.save_file(
         tensors, str(path), metadata={"format": "pt"}))  # fmt: skip
-    _write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+    write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return directory
 
 
@@ -309,7 +309,7 @@ def load_quantized(directory: str | Path, *, device: str | torch.device = "cpu")
     quantization = QuantizationConfig.from_dict(data, source=str(directory / CONFIG_NAME))
     check_bits(quantization.bits)
     model = _skeleton(config, quantization)
-    tensors = _read_tensors(directory, device)
+    tensors = read_tensors(directory, device)
     _check_quantized_tensors(model, tensors, str(directory))
     model.load_state_dict(tensors, assign=True)
     return model

@@ -37,13 +37,13 @@ def save_pretrained(model: PlamoForCausalLM, directory: str | Path) -> Path:
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     config = model.config.to_dict()
     config["torch_dtype"] = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
-    _write_atomically(directory / WEIGHTS_NAME, lambda path: safetensors.torch.save_file(
+    write_atomically(directory / WEIGHTS_NAME, lambda path: safetensors.torch.save_file(
         tensors, str(path), metadata={"format": "pt"}))  # fmt: skip
-    _write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
+    write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return directory
 
 
-def _write_atomically(target: Path, write: Any) -> None:
+def write_atomically(target: Path, write: Any) -> None:
     temporary = target.with_name(f".{target.name}.tmp")
     write(temporary)
     os.replace(temporary, target)
@@ -67,7 +67,7 @@ def load_config(path: str | Path) -> PlamoConfig:
         raise CheckpointError(f"{file}: {error}") from None
 
 
-def _read_tensors(directory: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
+def read_tensors(directory: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
     single, index = directory / WEIGHTS_NAME, directory / INDEX_NAME
     if single.exists():
         files = [single]
@@ -113,7 +113,7 @@ def load_pretrained(
     """Build the model from config.json on the meta device and assign the file's tensors (no double copy)."""
     directory = Path(directory)
     config = load_config(directory)
-    tensors = _read_tensors(directory, device)
+    tensors = read_tensors(directory, device)
     with torch.device("meta"):
         model = PlamoForCausalLM(config)
     if config.tie_word_embeddings and TIED_OUTPUT in tensors:
