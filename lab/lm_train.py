@@ -3,6 +3,8 @@
 Documents are packed into one token stream (each ends with EOS) with a document id per token, so attention
 and the Mamba state never cross a boundary. The batch at step t is drawn from a generator seeded by
 (seed, t), so a run resumed from its checkpoint at step t continues exactly as the uninterrupted run would.
+`train_steps` is that resumable loop for any per-step loss (pre-training, SFT, DPO); `train_lm` gives it the
+next-token loss on a packed stream.
 Evaluation scores every document on its own and reports bits per character, which compares models whose
 tokenizers differ, next to the mean token loss.
 """
@@ -14,7 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -125,13 +127,19 @@ def stream_batch(stream: TokenStream, step: int, batch_size: int, seq_len: int, 
     return window[:, :-1], targets, docs[:, :-1]
 
 
-def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir, *, seed: int,
-             device: torch.device = torch.device("cpu"), dtype: str = "float32", desc: str = "train",
-             progress: bool = False) -> dict[str, Any]:
-    """Train a causal LM on `stream` for `config.steps` steps, resuming from `run`'s last checkpoint."""
+StepLoss = Callable[[int], "tuple[torch.Tensor, dict[str, float]]"]  # step -> (loss, extra metrics)
+
+
+def train_steps(model: Any, step_loss: StepLoss, config: LMTrainConfig, run: RunDir, *,
+                device: torch.device = torch.device("cpu"), dtype: str = "float32", desc: str = "train",
+                progress: bool = False) -> dict[str, Any]:
+    """Minimise `step_loss(step)` over `model`'s trainable parameters for `config.steps`, resuming from `run`.
+
+    AdamW, warm-up + cosine (`lr_at`), clipping, a checkpoint every `checkpoint_every` steps; NaN/inf -> error.
+    """
+    config.validate(desc)
     model.to(device)
-    optimizer = torch.optim.AdamW(model.optimizer_param_groups(config.weight_decay), lr=config.lr,
-                                  betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(model.optimizer_param_groups(config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
     last = run.checkpoint_dir / "last.pt"
     start = 0
     if last.exists():
@@ -140,21 +148,18 @@ def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
     model.train()
-    started, running, tokens_seen = time.perf_counter(), 0.0, 0
-    first_loss = None
+    started, first_loss, sums, count = time.perf_counter(), None, {}, 0
     bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False,
                disable=not progress)
     for step in bar:
-        inputs, targets, documents = (t.to(device) for t in stream_batch(stream, step, config.batch_size,
-                                                                          config.seq_len, seed))
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         with autocast(device, dtype):
-            loss = model(inputs, targets, document_ids=documents).loss
+            loss, extra = step_loss(step)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, config):.3g}); lower the learning "
-                f"rate or check the data. Last good checkpoint: {last if last.exists() else 'none'}")
+            raise NonFiniteLossError(f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, config):.3g}); "
+                                     f"lower the learning rate. Last good checkpoint: "
+                                     f"{last if last.exists() else 'none'}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
@@ -162,20 +167,36 @@ def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir
         optimizer.step()
         value = loss.item()
         first_loss = value if first_loss is None else first_loss
-        running += value
-        tokens_seen += inputs.numel()
+        for key, item in {"loss": value, **extra}.items():
+            sums[key] = sums.get(key, 0.0) + item
+        count += 1
         done = step + 1
         if done % config.log_every == 0 or done == config.steps:
-            count = (done - start) % config.log_every or config.log_every
-            run.log_metrics({"stage": desc, "step": done, "loss": running / count, "lr": lr_at(step, config)})
-            bar.set_postfix(loss=f"{running / count:.3f}")
-            running = 0.0
+            run.log_metrics({"stage": desc, "step": done, "lr": lr_at(step, config),
+                             **{key: total / count for key, total in sums.items()}})
+            bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
+            sums, count = {}, 0
         if done % config.checkpoint_every == 0 and done < config.steps:
             save_training_state(last, model, optimizer, done)
     bar.close()
-    seconds = time.perf_counter() - started
-    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": seconds,
-            "first_loss": first_loss, "train_tokens_per_second": tokens_seen / max(seconds, 1e-9)}
+    return {"steps": config.steps, "resumed_from_step": start, "first_loss": first_loss,
+            "last_loss": value if start < config.steps else None, "train_seconds": time.perf_counter() - started}
+
+
+def train_lm(model: Any, stream: TokenStream, config: LMTrainConfig, run: RunDir, *, seed: int,
+             device: torch.device = torch.device("cpu"), dtype: str = "float32", desc: str = "train",
+             progress: bool = False) -> dict[str, Any]:
+    """Train a causal LM on `stream` for `config.steps` steps, resuming from `run`'s last checkpoint."""
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = stream_batch(stream, step, config.batch_size, config.seq_len, seed)
+        inputs, targets, documents = (t.to(device) for t in batch)
+        return model(inputs, targets, document_ids=documents).loss, {}
+
+    stats = train_steps(model, step_loss, config, run, device=device, dtype=dtype, desc=desc, progress=progress)
+    tokens_seen = (config.steps - stats["resumed_from_step"]) * config.batch_size * config.seq_len
+    stats["train_tokens_per_second"] = tokens_seen / max(stats["train_seconds"], 1e-9)
+    return stats
 
 
 @torch.no_grad()

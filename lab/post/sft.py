@@ -3,7 +3,7 @@
 A sequence is [BOS] prompt response [EOS], the prompt and the response tokenised apart so the boundary is exact.
 Targets are the next tokens with -100 (the model loss's ignore index) wherever the next token is still prompt, so
 the model learns to answer, not to ask. Rows are right-padded to the longest in the batch (padding targets -100);
-the batch of step t is drawn from rng(seed, t), so training resumes exactly (see `lab.post.loop`).
+the batch of step t is drawn from rng(seed, t), so training resumes exactly (see `lab.lm_train.train_steps`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lab.lm_train import LMTrainConfig
+from lab.lm_train import LMTrainConfig, train_steps
 from lab.models.plamo.model import IGNORE_INDEX
-from lab.post.loop import train_steps
 from lab.rundir import RunDir
 
 
