@@ -263,14 +263,6 @@ def plot_panels(table: pd.DataFrame, fits: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
-    while True:
-        table = sweep.status(plan.folder)
-        if not table.state.isin(["pending", "running"]).any():
-            return table
-        time.sleep(poll_seconds)
-
-
 def run_figure1(config: Figure1Config) -> dict[str, Any]:
     """Launch (or resume) the sweep, wait for it, collect results.csv, fit every panel, write fit.json,
     figure1.png and report.md."""
@@ -278,13 +270,7 @@ def run_figure1(config: Figure1Config) -> dict[str, Any]:
     plan = plan_figure1(config)
     out = Path(config.root) / config.name
     atomic_write_text(plan.folder / "config.yaml", to_yaml(config))
-    launched = sweep.launch(plan, config.launcher)
-    status = wait_for(plan)
-    table = sweep.collect(plan.folder, config.name, out / "results.csv")
-    failed = status[status.state != "done"]
-    if len(failed):
-        raise RuntimeError(f"{len(failed)} of {len(status)} points did not finish (finished ones are kept):\n"
-                           + failed.to_string(index=False))
+    launched, table = sweep.run_to_completion(plan, config.launcher, config.name, out / "results.csv")
     fits, unfitted = fit_panels(table, bootstrap=config.fit_bootstrap)
     atomic_write_json(out / "fit.json", {k: r.to_dict() for k, r in fits.items()})
     plot_panels(table, fits, out / "figure1.png")

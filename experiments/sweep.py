@@ -7,17 +7,14 @@ a demo before anything is submitted.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from experiments.digits_demo import DemoConfig, validate
-from lab.config import ConfigError, explain_unknown_key
+from lab.config import ConfigError, grid_configs
 from lab.launch import LauncherConfig
 from lab.rundir import config_hash
 from lab.stages import FinetuneJob, PretrainJob, run_finetune, run_pretrain
@@ -63,21 +60,9 @@ def pretrain_after_render(job: RenderedPretrainJob) -> dict[str, Any]:
 
 def grid_cells(config: SweepConfig) -> list[tuple[dict[str, Any], DemoConfig]]:
     """Every combination of the grid's values, applied to the study config and validated."""
-    if any(not values for values in config.grid.values()):
-        raise ConfigError(f"every grid axis needs at least one value: {dict(config.grid)}")
-    keys = sorted(config.grid)
-    cells = []
-    for values in itertools.product(*(config.grid[k] for k in keys)):
-        overrides = dict(zip(keys, values))
-        base = OmegaConf.structured(config.study)
-        try:
-            for key, value in overrides.items():
-                OmegaConf.update(base, key, value, merge=False)
-            study: DemoConfig = OmegaConf.to_object(base)  # type: ignore[assignment]
-        except OmegaConfBaseException as error:
-            raise ConfigError(explain_unknown_key(f"{error}", DemoConfig) or f"grid {overrides}: {error}") from None
+    cells = grid_configs(config.grid, config.study, DemoConfig)
+    for _, study in cells:
         validate(study)
-        cells.append((overrides, study))
     return cells
 
 

@@ -10,19 +10,15 @@ collect, fit and report in one go).
 
 from __future__ import annotations
 
-import itertools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from lab import sweep
-from lab.config import ConfigError, explain_unknown_key, to_yaml
+from lab.config import ConfigError, grid_configs, to_yaml
 from lab.data.text import RealTextConfig, TokenizerConfig, load_corpus
 from lab.launch import LauncherConfig
 from lab.lm_train import DTYPES
@@ -119,22 +115,9 @@ def validate(config: TextStudyConfig) -> None:
 
 def grid_cells(config: TextSweepConfig) -> list[tuple[dict[str, Any], TextStudyConfig]]:
     """Every combination of the grid's values applied to the study config, each validated."""
-    if any(not values for values in config.grid.values()):
-        raise ConfigError(f"every grid axis needs at least one value: {dict(config.grid)}")
-    keys = sorted(config.grid)
-    cells = []
-    for values in itertools.product(*(config.grid[k] for k in keys)):
-        overrides = dict(zip(keys, values))
-        base = OmegaConf.structured(config.study)
-        try:
-            for key, value in overrides.items():
-                OmegaConf.update(base, key, value, merge=False)
-            study: TextStudyConfig = OmegaConf.to_object(base)  # type: ignore[assignment]
-        except OmegaConfBaseException as error:
-            message = explain_unknown_key(f"{error}", TextStudyConfig)
-            raise ConfigError(message or f"grid {overrides}: {error}") from None
+    cells = grid_configs(config.grid, config.study, TextStudyConfig)
+    for _, study in cells:
         validate(study)
-        cells.append((overrides, study))
     return cells
 
 
@@ -208,15 +191,6 @@ def fit_text_curves(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) ->
     return fits, unfitted
 
 
-def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
-    """Block until no point of a launched plan is pending or running; returns the final status."""
-    while True:
-        table = sweep.status(plan.folder)
-        if not table.state.isin(["pending", "running"]).any():
-            return table
-        time.sleep(poll_seconds)
-
-
 def write_report(config: TextSweepConfig, table: pd.DataFrame, fits: dict[str, Any], unfitted: dict[str, str]) -> str:
     study = config.study
     lines = [f"# {config.name}: synthetic Japanese ({study.generator['name']}) -> real {study.data.name}", "",
@@ -243,13 +217,7 @@ def run_text_study(config: TextSweepConfig) -> dict[str, Any]:
     plan = plan_text_sweep(config)
     out = Path(config.root) / config.name
     atomic_write_text(plan.folder / "config.yaml", to_yaml(config))
-    launched = sweep.launch(plan, config.launcher)
-    status = wait_for(plan)
-    table = sweep.collect(plan.folder, config.name, out / "results.csv")
-    failed = status[status.state != "done"]
-    if len(failed):
-        raise RuntimeError(f"{len(failed)} of {len(status)} points did not finish (finished ones are kept):\n"
-                           + failed.to_string(index=False))
+    launched, table = sweep.run_to_completion(plan, config.launcher, config.name, out / "results.csv")
     fits, unfitted = fit_text_curves(table, bootstrap=config.fit_bootstrap)
     atomic_write_json(out / "fit.json", {s: r.to_dict() for s, r in fits.items()})
     report = write_report(config, table, fits, unfitted)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import re
 import typing
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -75,3 +76,24 @@ def load_config(conf_dir: Path | str, config_name: str, schema: type[T], overrid
 
 def to_yaml(config: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def grid_configs(grid: Mapping[str, Sequence[Any]], base: Any, schema: type) -> list[tuple[dict[str, Any], Any]]:
+    """Every combination of the grid's values applied to `base` (a `schema` instance): (overrides, config) pairs.
+
+    Keys are dotted paths into the schema; an unknown key is a ConfigError listing the valid ones.
+    """
+    if any(not values for values in grid.values()):
+        raise ConfigError(f"every grid axis needs at least one value: {dict(grid)}")
+    keys = sorted(grid)
+    cells = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        overrides = dict(zip(keys, values))
+        node = OmegaConf.structured(base)
+        try:
+            for key, value in overrides.items():
+                OmegaConf.update(node, key, value, merge=False)
+            cells.append((overrides, OmegaConf.to_object(node)))
+        except OmegaConfBaseException as error:
+            raise ConfigError(explain_unknown_key(f"{error}", schema) or f"grid {overrides}: {error}") from None
+    return cells

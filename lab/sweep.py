@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pandas as pd
 import submitit
@@ -278,3 +278,29 @@ def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
 if __name__ == "__main__":  # the detached local runner: python -m lab.sweep SWEEP_DIR LAUNCHER_JSON
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     run_plan_locally(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])))
+
+
+def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
+    """Block until no point of a launched plan is pending or running; returns the final status."""
+    while True:
+        table = status(plan.folder)
+        if not table.state.isin(["pending", "running"]).any():
+            return table
+        time.sleep(poll_seconds)
+
+
+def run_to_completion(
+    plan: Plan, launcher: LauncherConfig, experiment: str, results: Path
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Launch (or resume) a plan, wait for it and collect its tidy table into `results`.
+
+    Returns (launch summary, table). Points that did not finish are an error listing them; finished ones are kept.
+    """
+    launched = launch(plan, launcher)
+    final = wait_for(plan)
+    table = collect(plan.folder, experiment, results)
+    failed = final[final.state != "done"]
+    if len(failed):
+        raise RuntimeError(f"{len(failed)} of {len(final)} points did not finish (finished ones are kept):\n"
+                           + failed.to_string(index=False))
+    return launched, table
