@@ -25,7 +25,7 @@ import pandas as pd
 
 from experiments.sweep import RenderSliceJob, render_slice
 from lab import sweep
-from lab.config import ConfigError, to_yaml
+from lab.config import ConfigError, grid_configs, to_yaml
 from lab.data.real import REAL_DATASETS, FolderSource, RealDataConfig, pool_size
 from lab.data.shards import sidecar_path
 from lab.data.tar_shards import TAR_FORMAT
@@ -41,6 +41,11 @@ from synth_render.scene3d.sampler import scene_sampler
 from synth_render.scene3d.writer import Scene3DRendererConfig
 
 METRIC = "top1"
+PANEL = ["model", "level", "pretrain_task", "target", "s"]  # one fitted curve L(n) per panel
+
+
+def panel_key(model: str, level: str, task: str, target: str, s: int) -> str:
+    return f"{model}/{level}/{task}/{target}/s={s}"
 
 
 def _renderer() -> Scene3DRendererConfig:
@@ -70,6 +75,9 @@ class Figure1Config:
     name: str = "figure1"
     root: str = "runs"
     study: Figure1StudyConfig = field(default_factory=Figure1StudyConfig)
+    # More axes over any study key, e.g. {model.name: [...]} (model size) or {renderer.level: [lv0, lv7]}
+    # (scene complexity); each cell is a full Figure 1 grid with its own render where the renderer differs.
+    grid: dict[str, list[Any]] = field(default_factory=dict)
     render_shards_per_task: int = 4
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     fit_bootstrap: int = 200
@@ -89,9 +97,24 @@ def pretrain_after_render(job: RenderedPretrain3DJob) -> dict[str, Any]:
     return run_pretrain_3d(job.pretrain)
 
 
-def validate(config: Figure1Config) -> None:
-    """Every check that can fail, before anything is rendered or submitted."""
-    study = config.study
+def validate(config: Figure1Config) -> list[tuple[dict[str, Any], Figure1StudyConfig]]:
+    """Every check that can fail, before anything is rendered or submitted; returns the grid's cells."""
+    try:
+        config.launcher.validate()
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if config.render_shards_per_task <= 0:
+        raise ConfigError("render_shards_per_task must be positive")
+    cells = grid_configs(config.grid, config.study, Figure1StudyConfig)
+    for overrides, study in cells:
+        try:
+            validate_study(study)
+        except ConfigError as error:
+            raise ConfigError(f"grid cell {overrides}: {error}" if overrides else str(error)) from None
+    return cells
+
+
+def validate_study(study: Figure1StudyConfig) -> None:
     if not (study.tasks and study.targets and study.n and study.s and study.seeds):
         raise ConfigError("study.tasks, targets, n, s and seeds must each list at least one value")
     for task in study.tasks:
@@ -107,14 +130,11 @@ def validate(config: Figure1Config) -> None:
         raise ConfigError("study.pretrain.augment must be false (masks and boxes would have to move with the image)")
     check_model_name(study.model.name)
     try:
-        config.launcher.validate()
         study.renderer.validate()
         study.pretrain.train_config(max(study.n)).validate("study.pretrain")
         study.finetune.train_config().validate("study.finetune")
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if config.render_shards_per_task <= 0:
-        raise ConfigError("render_shards_per_task must be positive")
     for target in study.targets:
         if isinstance(REAL_DATASETS.get(target), FolderSource):
             raise ConfigError(f"target {target!r} reads a folder; figure1 targets are the built-in real datasets")
@@ -129,29 +149,53 @@ def target_data(study: Figure1StudyConfig, target: str) -> RealDataConfig:
     return RealDataConfig(name=target, test_size=study.test_size[target])
 
 
-def render_folder(config: Figure1Config) -> Path:
-    renderer = config.study.renderer
+def render_folder(config: Figure1Config, renderer: Scene3DRendererConfig | None = None) -> Path:
+    renderer = renderer or config.study.renderer
     return Path(config.root) / config.name / "render" / f"{renderer.name}-{config_hash(renderer)}"
 
 
 def plan_figure1(config: Figure1Config) -> Plan:
-    """render slices -> pre-train per (task, n, seed) -> fine-tune per (target, s); shared parents appear once."""
-    validate(config)
-    study, threads = config.study, config.launcher.threads()
-    renderer, count = study.renderer, max(study.n)
-    dataset, dataset_id = render_folder(config), config_hash(study.renderer)
-    num_classes = len(scene_sampler(renderer.sampler_config()).class_names)
+    """render slices -> pre-train per (task, n, seed) -> fine-tune per (target, s), for every grid cell;
+    shared parents (a render used by several cells, the n = 0 run shared by every task) appear once."""
+    cells = validate(config)
+    counts: dict[str, int] = {}  # one render per renderer config, as large as its largest n
+    for _, study in cells:
+        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0), max(study.n))
     tasks: dict[str, Task] = {}
-    renders: list[str] = []
-    if count > 0:
-        n_shards = -(-count // renderer.shard_size)
-        for first in range(0, n_shards, config.render_shards_per_task):
-            shards = list(range(first, min(first + config.render_shards_per_task, n_shards)))
-            key = f"render/{dataset_id}/{first}"
-            tasks[key] = Task(key=key, stage="render", fn=render_slice,
-                              job=RenderSliceJob(renderer, count, str(dataset), shards),
-                              outputs=[str(sidecar_path(dataset / TAR_FORMAT.file_name(s))) for s in shards])
-            renders.append(key)
+    renders: dict[str, list[str]] = {}
+    points: list[dict[str, Any]] = []
+    for overrides, study in cells:
+        dataset_id = config_hash(study.renderer)
+        if dataset_id not in renders:
+            renders[dataset_id] = _add_render_tasks(config, study.renderer, counts[dataset_id], tasks)
+        extra = {k: v for k, v in overrides.items() if k not in ("model.name", "renderer.level")}
+        points += [{**point, **extra} for point in _add_study_tasks(config, study, counts[dataset_id],
+                                                                    renders[dataset_id], tasks)]
+    order = {"render": 0, "pretrain": 1, "finetune": 2}
+    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
+                points=points)
+
+
+def _add_render_tasks(config: Figure1Config, renderer: Scene3DRendererConfig, count: int,
+                      tasks: dict[str, Task]) -> list[str]:
+    dataset, dataset_id = render_folder(config, renderer), config_hash(renderer)
+    keys = []
+    n_shards = -(-count // renderer.shard_size)
+    for first in range(0, n_shards, config.render_shards_per_task):
+        shards = list(range(first, min(first + config.render_shards_per_task, n_shards)))
+        key = f"render/{dataset_id}/{first}"
+        tasks[key] = Task(key=key, stage="render", fn=render_slice,
+                          job=RenderSliceJob(renderer, count, str(dataset), shards),
+                          outputs=[str(sidecar_path(dataset / TAR_FORMAT.file_name(s))) for s in shards])
+        keys.append(key)
+    return keys
+
+
+def _add_study_tasks(config: Figure1Config, study: Figure1StudyConfig, count: int, renders: list[str],
+                     tasks: dict[str, Task]) -> list[dict[str, Any]]:
+    threads, renderer = config.launcher.threads(), study.renderer
+    dataset, dataset_id = render_folder(config, renderer), config_hash(renderer)
+    num_classes = len(scene_sampler(renderer.sampler_config()).class_names)
     points: list[dict[str, Any]] = []
     for task_name in study.tasks:
         for n in study.n:
@@ -180,21 +224,19 @@ def plan_figure1(config: Figure1Config) -> Plan:
                         points.append({"n": n, "s": s, "seed": seed, "model": study.model.name, "data": target,
                                        "pretrain_task": task_name, "target": target, "level": renderer.level,
                                        "task": key})
-    order = {"render": 0, "pretrain": 1, "finetune": 2}
-    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
-                points=points)
+    return points
 
 
 def fit_panels(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
-    """L(n) = D n^-alpha + C per (pretrain_task, target, s) on n > 0, all seeds; a panel that cannot be fitted
-    (too few points) comes back with the reason."""
+    """L(n) = D n^-alpha + C per panel (model, level, pretrain_task, target, s) on n > 0, all seeds; a panel that
+    cannot be fitted (too few points) comes back with the reason."""
     from analysis.fit import fit_law
     from analysis.validation import InputError
 
     fits, unfitted = {}, {}
     rows = table[(table.metric == METRIC) & (table.n > 0)]
-    for (task, target, s), curve in rows.groupby(["pretrain_task", "target", "s"]):
-        key = f"{task}/{target}/s={s}"
+    for panel, curve in rows.groupby(PANEL):
+        key = panel_key(*panel)
         try:
             fits[key] = fit_law(curve.n.to_numpy(float), curve.error.to_numpy(float), law="power_floor",
                                 bootstrap=bootstrap, seed=seed)
@@ -205,32 +247,35 @@ def fit_panels(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tupl
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     errors = table[table.metric == METRIC]
-    return (errors.groupby(["pretrain_task", "target", "s", "n"]).error.agg(["mean", "std", "count"]).reset_index()
+    return (errors.groupby([*PANEL, "n"]).error.agg(["mean", "std", "count"]).reset_index()
             .rename(columns={"mean": "error_mean", "std": "error_std", "count": "seeds"}))
 
 
 def write_report(config: Figure1Config, table: pd.DataFrame, fits: dict[str, Any], unfitted: dict[str, str],
                  seconds: float) -> str:
     study = config.study
-    lines = [f"# {config.name}: 3D scenes ({study.renderer.level}, {study.renderer.width} px, grey) -> real targets",
-             "", f"Model `{study.model.name}`; top-1 error on the held-out real set after fine-tuning on s images.",
-             "", "| pretrain_task | target | s | n | error | std | seeds |", "|---|---|---|---|---|---|---|"]
+    grid = f" Grid: {dict(config.grid)}." if config.grid else ""
+    lines = [f"# {config.name}: 3D scenes ({study.renderer.width} px, grey) -> real targets", "",
+             f"Top-1 error on the held-out real set after fine-tuning on s images.{grid}", "",
+             "| model | level | pretrain_task | target | s | n | error | std | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in summary(table).itertuples():
         std = "" if pd.isna(row.error_std) else f"{row.error_std:.2%}"
-        lines.append(f"| {row.pretrain_task} | {row.target} | {row.s} | {row.n} | {row.error_mean:.2%} | {std} | "
-                     f"{row.seeds} |")
+        lines.append(f"| {row.model} | {row.level} | {row.pretrain_task} | {row.target} | {row.s} | {row.n} | "
+                     f"{row.error_mean:.2%} | {std} | {row.seeds} |")
     for key, result in sorted(fits.items()):
         lines += ["", f"## {key}: L(n) = D n^-alpha + C (n > 0)", "", "```", result.report(), "```"]
     for key, reason in sorted(unfitted.items()):
         lines += ["", f"## {key}: not fitted", "", reason]
     lines += ["", f"Wall time of this call: {seconds:.0f} s. Same fits from the command line: `lab fit "
-              f"{Path(config.root) / config.name / 'results.csv'} --where metric=top1 --group pretrain_task,target,s`",
+              f"{Path(config.root) / config.name / 'results.csv'} --where metric=top1 --group {','.join(PANEL)}`",
               ""]
     return "\n".join(lines)
 
 
 def plot_panels(table: pd.DataFrame, fits: dict[str, Any], path: Path) -> None:
-    """Figure 1's layout: one log-log panel per (pre-training task, target, s), fitted curve, scratch line."""
+    """Figure 1's layout: one log-log panel per (pre-training task) row and (target, s, model, level) column,
+    with the fitted curve and the from-scratch line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,16 +284,17 @@ def plot_panels(table: pd.DataFrame, fits: dict[str, Any], path: Path) -> None:
     from analysis.plots import plot_fit
 
     errors = table[table.metric == METRIC]
-    panels = sorted(errors.groupby(["pretrain_task", "target", "s"]).groups)
-    tasks = sorted({p[0] for p in panels})
-    columns = sorted({p[1:] for p in panels})
+    panels = sorted(errors.groupby(PANEL).groups)
+    tasks = sorted({p[2] for p in panels})
+    columns = sorted({(p[0], p[1], p[3], p[4]) for p in panels})
     fig, axes = plt.subplots(len(tasks), len(columns), figsize=(4.5 * len(columns), 3.5 * len(tasks)),
                              squeeze=False)
-    for task, target, s in panels:
-        ax = axes[tasks.index(task)][columns.index((target, s))]
-        curve = errors[(errors.pretrain_task == task) & (errors.target == target) & (errors.s == s)]
+    for panel in panels:
+        model, level, task, target, s = panel
+        ax = axes[tasks.index(task)][columns.index((model, level, target, s))]
+        curve = errors[(errors[PANEL] == pd.Series(dict(zip(PANEL, panel)))).all(axis=1)]
         trained, scratch = curve[curve.n > 0], curve[curve.n == 0].error
-        key = f"{task}/{target}/s={s}"
+        key = panel_key(*panel)
         if key in fits:
             plot_fit(fits[key], trained.n.to_numpy(float), trained.error.to_numpy(float), ax=ax, title=key)
         else:

@@ -159,3 +159,25 @@ def test_bad_studies_fail_before_any_work(tmp_path, override, message):
     with pytest.raises((ConfigError, UnknownNameError), match=message):
         plan_figure1(toy_config(tmp_path, override))
     assert not (tmp_path / "figure1_toy").exists()
+
+
+def test_grid_over_level_and_model_plans_one_render_per_level_and_shares_scratch(tmp_path):
+    config = toy_config(tmp_path, "study.tasks=[multilabel]",
+                        "+grid={renderer.level: [lv0, lv7], model.name: [test_resnet, resnet10t]}")
+    plan = plan_figure1(config)
+    stages = pd.Series([t.stage for t in plan.tasks]).value_counts()
+    renders = {t.key.split("/")[1] for t in plan.tasks if t.stage == "render"}
+    assert len(renders) == 2  # lv0 and lv7 differ; the two models share each render
+    assert stages["pretrain"] == 2 * 2 * 2  # level x model x n in {16, 32}
+    # fine-tunes: per model, scratch once (no renderer in it) + one per pre-training
+    assert stages["finetune"] == 2 * 1 + 8
+    points = pd.DataFrame(plan.points)
+    assert set(points.level) == {"lv0", "lv7"} and set(points.model) == {"test_resnet", "resnet10t"}
+    assert "renderer.level" not in points.columns and len(points) == 2 * 2 * 3
+
+
+def test_bad_grid_cell_names_the_cell(tmp_path):
+    with pytest.raises(ConfigError, match="lv9|level"):
+        plan_figure1(toy_config(tmp_path, "+grid={renderer.level: [lv0, lv9]}"))
+    with pytest.raises(ConfigError, match="no_such_key"):
+        plan_figure1(toy_config(tmp_path, "+grid={no_such_key: [1]}"))
