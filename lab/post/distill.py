@@ -3,23 +3,22 @@
 loss = kl_weight * T^2 * KL(teacher_T || student_T) + (1 - kl_weight) * cross-entropy on the data, where _T is the
 softmax at temperature T (T^2 keeps the gradient scale independent of T, as in Hinton et al.). Positions whose
 target is ignored (-100: a window crossing a document boundary) count in neither term. Batches, the learning-rate
-schedule and the optimizer are those of `lab.lm_train.train_lm`, so a distilled run and a from-scratch run on
-the same stream, seed and steps see exactly the same tokens.
+schedule, the optimizer and the resumable loop are those of `lab.lm_train.train_lm` (`train_steps`), so a
+distilled run and a from-scratch run on the same stream, seed and steps see exactly the same tokens, and a
+distillation interrupted after a checkpoint resumes exactly.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from lab.lm_train import LMTrainConfig, TokenStream, autocast, lr_at, stream_batch
+from lab.lm_train import LMTrainConfig, TokenStream, stream_batch, train_steps
 from lab.models.plamo.model import IGNORE_INDEX
 from lab.rundir import RunDir
-from lab.train import NonFiniteLossError
 
 
 @dataclass
@@ -51,43 +50,35 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def distill(student: Any, teacher: Any, stream: TokenStream, train: LMTrainConfig, config: DistillConfig,
-            run: RunDir | None = None, *, seed: int, device: torch.device = torch.device("cpu"),
-            dtype: str = "float32", desc: str = "distill") -> dict[str, Any]:
-    """Train `student` on `stream` against the frozen `teacher` for `train.steps` steps (not resumable)."""
-    train.validate("distill.train")
+            run: RunDir, *, seed: int, device: torch.device = torch.device("cpu"), dtype: str = "float32",
+            desc: str = "distill", progress: bool = False) -> dict[str, Any]:
+    """Train `student` on `stream` against the frozen `teacher` for `train.steps` steps, resuming from `run`.
+
+    The loop is `lab.lm_train.train_steps`: a run interrupted after a checkpoint continues to the same weights.
+    """
+    train.validate(f"{desc}.train")
     config.validate()
     if student.config.vocab_size != teacher.config.vocab_size:
         raise ValueError(f"student vocabulary {student.config.vocab_size} != teacher's {teacher.config.vocab_size}")
-    student.to(device).train()
     teacher.to(device).eval()
     teacher.requires_grad_(False)
-    optimizer = torch.optim.AdamW(student.optimizer_param_groups(train.weight_decay), lr=train.lr, betas=(0.9, 0.95))
-    started, tokens = time.perf_counter(), 0
-    first = last = None
-    for step in range(train.steps):
+    kept: dict[str, dict[str, float]] = {}  # KL and CE of this call's first and latest step
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         inputs, targets, documents = (t.to(device) for t in stream_batch(stream, step, train.batch_size,
                                                                           train.seq_len, seed))
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, train)
-        with autocast(device, dtype):
-            with torch.no_grad():
-                teacher_logits = teacher(inputs, document_ids=documents).logits
-            student_logits = student(inputs, document_ids=documents).logits
+        with torch.no_grad():
+            teacher_logits = teacher(inputs, document_ids=documents).logits
+        student_logits = student(inputs, document_ids=documents).logits
         loss, kl, ce = distillation_loss(student_logits, teacher_logits, targets, config.temperature,
                                          config.kl_weight)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"{desc}: loss is {loss.item()} at step {step}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(student.parameters(), train.grad_clip)
-        optimizer.step()
-        last = {"loss": loss.item(), "kl": kl.item(), "ce": ce.item()}
-        first = first or last
-        tokens += inputs.numel()
-        if run is not None and ((step + 1) % train.log_every == 0 or step + 1 == train.steps):
-            run.log_metrics({"stage": desc, "step": step + 1, **last, "lr": lr_at(step, train)})
-    seconds = time.perf_counter() - started
-    assert first is not None and last is not None
-    return {"steps": train.steps, "train_tokens": tokens, "train_seconds": seconds,
-            "first_kl": first["kl"], "last_kl": last["kl"], "first_ce": first["ce"], "last_ce": last["ce"]}
+        kept["last"] = {"kl": kl.item(), "ce": ce.item()}
+        kept.setdefault("first", kept["last"])
+        return loss, kept["last"]
+
+    stats = train_steps(student, step_loss, train, run, device=device, dtype=dtype, desc=desc, progress=progress)
+    stats["train_tokens"] = train.steps * train.batch_size * train.seq_len  # the student's, resumed or not
+    if kept:  # a call that resumes a finished run takes no step
+        stats.update(first_kl=kept["first"]["kl"], last_kl=kept["last"]["kl"], first_ce=kept["first"]["ce"],
+                     last_ce=kept["last"]["ce"])
+    return stats

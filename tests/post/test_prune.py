@@ -8,11 +8,14 @@ import json
 import pytest
 import torch
 
+import lab.lm_train
+from lab.lm_train import LMTrainConfig, TokenStream
 from lab.models.plamo import create_plamo, load_pretrained
 from lab.post.distill import DistillConfig, distill, distillation_loss
 from lab.post.prune import (
     PruneTarget, PruneTargetError, apply_pruning, check_target, measure_importance, plan_pruning, prune_model,
 )
+from lab.rundir import RunDir
 
 TINY = dict(hidden_size=32, num_hidden_layers=6, intermediate_size=48, vocab_size=64, num_attention_heads=4,
             num_key_value_heads=2, hidden_size_per_head=8, attention_window_size=8, full_attention_idx=(3,),
@@ -143,8 +146,8 @@ def test_pruned_model_saves_and_loads(tmp_path):
     assert (smaller.num_attention_heads, smaller.num_key_value_heads) == (2, 1)
 
 
-def test_distillation_lowers_kl():
-    from lab.lm_train import LMTrainConfig, TokenStream, stream_batch
+def test_distillation_lowers_kl(tmp_path):
+    from lab.lm_train import stream_batch
 
     teacher = tiny(seed=3).float()
     with torch.no_grad():
@@ -162,8 +165,47 @@ def test_distillation_lowers_kl():
 
     before = kl()
     stats = distill(student, teacher, stream, LMTrainConfig(steps=15, batch_size=4, seq_len=16, lr=3e-3),
-                    DistillConfig(temperature=2.0, kl_weight=1.0), seed=0)
+                    DistillConfig(temperature=2.0, kl_weight=1.0), RunDir(tmp_path / "distill"), seed=0)
     assert kl() < 0.7 * before and stats["last_kl"] < 0.7 * stats["first_kl"]
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+class Preempted(Exception):
+    pass
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    teacher = tiny(seed=4).float()
+    stream = TokenStream.pack([list(range(i, i + 30)) for i in range(0, 30)], eos=2)
+    train = LMTrainConfig(steps=6, batch_size=4, seq_len=16, lr=3e-3, checkpoint_every=2, log_every=2)
+    config = DistillConfig(temperature=2.0, kl_weight=0.5)
+
+    def student(seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        return create_plamo("plamo-2-tiny", **{**TINY, "num_hidden_layers": 2, "full_attention_idx": ()})
+
+    straight = student(0)
+    stats = distill(straight, teacher, stream, train, config, RunDir(tmp_path / "a"), seed=1)
+    assert stats["resumed_from_step"] == 0 and stats["train_tokens"] == 6 * 4 * 16
+    real_save = lab.lm_train.save_training_state
+    saves = []
+
+    def save_twice_then_die(path, model, optimizer, step):
+        real_save(path, model, optimizer, step)
+        saves.append(step)
+        if len(saves) == 2:
+            raise Preempted
+
+    monkeypatch.setattr(lab.lm_train, "save_training_state", save_twice_then_die)
+    with pytest.raises(Preempted):
+        distill(student(0), teacher, stream, train, config, RunDir(tmp_path / "b"), seed=1)
+    assert saves == [2, 4]
+    monkeypatch.setattr(lab.lm_train, "save_training_state", real_save)
+    resumed = student(7)  # another start: every weight must come from the step-4 checkpoint
+    stats = distill(resumed, teacher, stream, train, config, RunDir(tmp_path / "b"), seed=1)
+    assert stats["resumed_from_step"] == 4
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, msg=name)
     assert all(p.grad is None for p in teacher.parameters())
 
 
@@ -193,7 +235,8 @@ def test_toy_study_writes_report_and_loadable_models(tmp_path):
     for name in ("large", "pruned", "distilled", "scratch"):
         assert report["models"][name]["bits_per_char"] > 0 and 0 <= report["models"][name]["pfgen"]["score"] <= 1
         assert (out / "pfgen" / name / "trials.jsonl.xz").is_file()
-    assert set(report["comparison"]) >= {"bits_per_char_gain", "pfgen_score_gain"}
+    assert set(report["comparison"]) >= {"bits_per_char_gain", "pfgen_score_gain", "pfgen_score_gain_se"}
+    assert report["comparison"]["pfgen_score_gain_se"] >= 0 and "standard error" in text
     pruned = load_pretrained(out / "distilled")
     assert pruned.config == load_pretrained(out / "scratch").config
     assert pruned.num_parameters() < load_pretrained(out / "large").num_parameters()
@@ -211,3 +254,23 @@ def test_study_rejects_bad_target_and_keys_before_any_work(tmp_path):
     assert not (tmp_path / config.experiment).exists()
     with pytest.raises(ConfigError, match="num_heads"):
         load_prune_config(["target.num_heads=2"])
+
+
+def test_charged_baseline_trains_scratch_for_teacher_plus_distillation_tokens(tmp_path):
+    from experiments.prune_study import charged_schedule, load_prune_config, run_prune_study
+
+    config = load_prune_config([f"root={tmp_path}", "+experiment=prune_toy", "charge_teacher_tokens=true"])
+    schedule = charged_schedule(config)
+    assert schedule.steps == 10 + 20 and schedule.lr == config.small_train.lr  # 5,120 teacher + 2,560 tokens
+    result = run_prune_study(config)
+    models, charged = result["models"], result["comparison"]["charged"]
+    assert models["scratch_charged"]["train_tokens"] == models["large"]["train_tokens"] + models["distilled"][
+        "train_tokens"]
+    assert result["train"]["scratch_charged"]["steps"] == 30
+    assert charged["bits_per_char_gain"] == pytest.approx(models["scratch_charged"]["bits_per_char"]
+                                                          - models["distilled"]["bits_per_char"])
+    assert "Charged baseline (scratch_charged" in (tmp_path / config.experiment / "report.md").read_text()
+    loaded = load_pretrained(tmp_path / config.experiment / "scratch_charged")
+    assert loaded.config == load_pretrained(tmp_path / config.experiment / "scratch").config
+    default = load_prune_config([f"root={tmp_path}", "+experiment=prune_toy"])
+    assert not default.charge_teacher_tokens
