@@ -1,4 +1,4 @@
-"""Weight-only quantization of a trained small PLaMo: size, forward and generation speed, held-out bits/char.
+"""Weight-only quantization of a trained small PLaMo: size, speed, held-out bits/char and pfgen-style score.
 
     python benchmarks/bench_quantize.py                              # train a small PLaMo here, then measure
     python benchmarks/bench_quantize.py --checkpoint runs/.../model  # an HF-layout folder with its tokenizer
@@ -6,12 +6,15 @@
 
 Without --checkpoint a tokenizer (2k vocab) and a PLaMo (d 128, 4 layers, 1.3 M parameters) are trained on
 synthetic Japanese from the four synth_render.text families mixed with the training side of manpages-ja, via
-lab.lm_train (80 steps of 8 x 128 tokens: about 5 CPU-minutes on 2 cores, all rows included). Held-out
+lab.lm_train (80 steps of 8 x 128 tokens; all rows with the pfgen column: about 10 CPU-minutes on 2 cores). Held-out
 bits/char is lab.lm_train.evaluate_text on the first --eval-docs held-out manpages-ja documents (never seen by
 the tokenizer or the model). Rows: float32, bf16 weights, int8 (per channel and g128), int4 (g32, g64, g128).
 Size counts every stored tensor (packed weights + float32 scales + the float rest: embeddings, norms, dt_proj).
 Forward tokens/s runs whole batches without gradients; generation is greedy with the cache (prefill included);
-both keep the fastest of --repeats runs, the one least disturbed by other processes.
+both keep the fastest of --repeats runs, the one least disturbed by other processes. The pfgen-style score is
+lab.post.measure.pfgen_score on a lab question set about the four synthetic families' world (--pfgen-questions
+x --pfgen-trials, the same sampling seed for every variant); its delta to float32 is paired over questions,
+with a standard error. The rows are lab.post.quant_table.quantization_table (`lab post quantize --report`).
 QuantizedLinear dequantizes its matrix on every call, so quantized rows trade speed for memory on this path.
 Prints a table and writes benchmarks/results/quantize_<hardware>_py<version>_torch<version>.csv.
 """
@@ -19,12 +22,10 @@ Prints a table and writes benchmarks/results/quantize_<hardware>_py<version>_tor
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -34,17 +35,18 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from lab.data.text import RealTextConfig, Tokenizer, TokenizerConfig, text_split  # noqa: E402
-from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, train_lm  # noqa: E402
-from lab.models.plamo import PlamoConfig, PlamoForCausalLM, generate  # noqa: E402
-from lab.post.quantize import load_model, model_size_bytes, quantize_model  # noqa: E402
+from lab.lm_train import LMTrainConfig, TokenStream, train_lm  # noqa: E402
+from lab.models.plamo import PlamoConfig, PlamoForCausalLM  # noqa: E402
+from lab.post.measure import build_question_set  # noqa: E402
+from lab.post.quant_table import DEFAULT_VARIANTS, PfgenSetup, Variant, quantization_table  # noqa: E402
+from lab.post.quantize import load_model  # noqa: E402
 from lab.rundir import RunDir  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 from synth_render.text import TEXT_GENERATORS, create_text_generator, text_config  # noqa: E402
 
-VARIANTS = [("float32", None, None), ("bf16", None, None), ("int8", 8, None), ("int8", 8, 128),
-            ("int4", 4, 32), ("int4", 4, 64), ("int4", 4, 128)]  # fmt: skip
 FIELDS = ["variant", "bits", "group_size", "size_mb", "forward_tokens_per_s", "generate_tokens_per_s",
-          "bits_per_char", "delta_bits_per_char", "eval_chars", "threads", "model", "detail"]  # fmt: skip
+          "bits_per_char", "delta_bits_per_char", "pfgen_score", "delta_pfgen", "delta_pfgen_se", "eval_chars",
+          "threads", "model", "detail"]  # fmt: skip
 
 
 def small_config(vocab_size: int) -> PlamoConfig:
@@ -72,40 +74,6 @@ def train_small(args: argparse.Namespace, train_docs: list[str], workdir: Path) 
     return model.eval(), tokenizer
 
 
-def best_seconds(work, repeats: int) -> float:
-    """The fastest of `repeats` timed calls: the least disturbed by other processes on a shared machine."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-@torch.no_grad()
-def forward_speed(model: PlamoForCausalLM, vocab: int, batch: int, seq_len: int, repeats: int) -> float:
-    ids = torch.randint(3, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(0))
-    model(ids[:1, :16])  # warm-up
-    return batch * seq_len / best_seconds(lambda: model(ids), repeats)
-
-
-def generation_speed(model: PlamoForCausalLM, vocab: int, batch: int, prompt_len: int, new_tokens: int,
-                     repeats: int) -> float:
-    prompts = torch.randint(3, vocab, (batch, prompt_len), generator=torch.Generator().manual_seed(1)).tolist()
-    generate(model, prompts[:1], max_new_tokens=2, temperature=0)  # warm-up
-    seconds = best_seconds(lambda: generate(model, prompts, max_new_tokens=new_tokens, temperature=0,
-                                            eos_token_id=None), repeats)
-    return batch * new_tokens / seconds
-
-
-def build_variant(model: PlamoForCausalLM, name: str, bits: int | None, group_size: int | None) -> PlamoForCausalLM:
-    if name == "bf16":
-        return copy.deepcopy(model).to(torch.bfloat16)
-    if bits is None:
-        return model
-    return quantize_model(copy.deepcopy(model), bits=bits, group_size=group_size)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", help="an HF-layout float PLaMo folder holding its tokenizer (skips training)")
@@ -117,12 +85,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per speed figure (the best is kept)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                        help="comma-separated rows: float32, bf16, int8, int4, int8-g<N>, int4-g<N>")
+    parser.add_argument("--pfgen-questions", type=int, default=24,
+                        help="lab questions answered per variant (>= 21: 20-shot prompts; 0 skips the pfgen column)")
+    parser.add_argument("--pfgen-trials", type=int, default=1)
+    parser.add_argument("--pfgen-answers", type=int, default=50, help="reference answers per question")
+    parser.add_argument("--pfgen-max-new-tokens", type=int, default=40)
+    parser.add_argument("--pfgen-generators", default=",".join(TEXT_GENERATORS.names()),
+                        help="synthetic families the question set is about (the model's training world)")
+    parser.add_argument("--pfgen-world-seed", type=int, default=0, help="seed of those families' world")
     parser.add_argument("--out", help="CSV path (default benchmarks/results/quantize_<hardware>_...csv)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    variants = [Variant.parse(v) for v in args.variants.split(",")]
     torch.set_num_threads(args.threads)
     split = text_split(RealTextConfig(test_size=2000))
     held_out = split.test[: args.eval_docs]
@@ -133,33 +112,31 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model, tokenizer = train_small(args, split.train, Path(workdir))
             label = f"d128-L4 trained {args.steps} steps"
-    vocab = model.config.vocab_size
-    rows, reference = [], None
-    for name, bits, group_size in VARIANTS:
-        variant = build_variant(model, name, bits, group_size)
-        evaluation = evaluate_text(variant, tokenizer, held_out, max_len=256, batch_size=32)
-        bpc = evaluation["bits_per_char"]
-        reference = bpc if reference is None else reference
-        rows.append({
-            "variant": name if group_size is None else f"{name}-g{group_size}", "bits": bits or "",
-            "group_size": group_size or ("channel" if bits else ""),
-            "size_mb": round(model_size_bytes(variant) / 2**20, 3),
-            "forward_tokens_per_s": round(forward_speed(variant, vocab, 4, 256, args.repeats)),
-            "generate_tokens_per_s": round(generation_speed(variant, vocab, 4, 16, 16, args.repeats), 1),
-            "bits_per_char": round(bpc, 4), "delta_bits_per_char": round(bpc - reference, 4) + 0.0,
-            "eval_chars": int(evaluation["eval_chars"]), "threads": args.threads, "model": label,
-            "detail": "held-out manpages-ja; forward b4 T256; generate b4 prompt 16 + 16 greedy, cached; "
-                      "best of repeats",
-        })
-        print(f"{rows[-1]['variant']:>12}  {rows[-1]['size_mb']:7.3f} MB  fwd {rows[-1]['forward_tokens_per_s']:>7} "
-              f"tok/s  gen {rows[-1]['generate_tokens_per_s']:>5} tok/s  {bpc:.4f} bits/char "
-              f"({bpc - reference:+.4f})", flush=True)
+        pfgen = None
+        if args.pfgen_questions > 0:
+            names = args.pfgen_generators.split(",")
+            set_dir = build_question_set(names, Path(workdir) / "questions", seed=args.pfgen_world_seed,
+                                         questions=max(21, args.pfgen_questions), answers=args.pfgen_answers)
+            pfgen = PfgenSetup(set_dir, Path(workdir) / "pfgen", questions=args.pfgen_questions,
+                               trials=args.pfgen_trials, max_new_tokens=args.pfgen_max_new_tokens)
+        rows = quantization_table(model, tokenizer, variants, held_out, pfgen=pfgen, repeats=args.repeats)
+    detail = "held-out manpages-ja; forward b4 T256; generate b4 prompt 16 + 16 greedy, cached; best of repeats"
+    if pfgen is not None:
+        detail += (f"; pfgen: {pfgen.questions} lab questions ({args.pfgen_generators}) x {pfgen.trials} trials, "
+                   f"same sampling seed per variant, delta paired over questions")
+    for row in rows:
+        row.update(threads=args.threads, model=label, detail=detail)
+        pfgen_text = (f"  pfgen {row['pfgen_score']:.4f} ({row['delta_pfgen']:+.4f} +- {row['delta_pfgen_se']:.4f})"
+                      if pfgen is not None else "")
+        print(f"{row['variant']:>12}  {row['size_mb']:7.3f} MB  fwd {row['forward_tokens_per_s']:>7} tok/s  "
+              f"gen {row['generate_tokens_per_s']:>5} tok/s  {row['bits_per_char']:.4f} bits/char "
+              f"({row['delta_bits_per_char']:+.4f}){pfgen_text}", flush=True)
     torch_version = torch.__version__.split("+")[0]
     out = Path(args.out) if args.out else RESULTS / (
         f"quantize_{slug(cpu_name())}_py{platform.python_version()}_torch{torch_version}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=FIELDS, restval="")
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {out}")

@@ -10,6 +10,7 @@ A tokenizer stored next to the first input model (tokenizer.model + tokenizer_co
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import shutil
 import sys
@@ -61,6 +62,16 @@ def add_post_commands(subparsers: argparse._SubParsersAction) -> None:
     quantize.add_argument("--skip", default="embed_tokens,lm_head,dt_proj",
                           help="comma-separated name parts of linear layers to keep in float")
     quantize.add_argument("--out", required=True, help="folder to write")
+    quantize.add_argument("--report", action="store_true",
+                          help="also measure float vs quantized (size, speed, held-out bits/char, pfgen-style score) "
+                               "into --out/quantization_report.md; needs the model folder's tokenizer")
+    quantize.add_argument("--eval-docs", type=int, default=150, help="report: held-out manpages-ja documents")
+    quantize.add_argument("--pfgen-set", help="report: a lab question set folder (default: built from "
+                                              "--pfgen-generators)")
+    quantize.add_argument("--pfgen-generators", default="arithmetic,dialogue,structured,world_facts",
+                          help="report: synthetic families (seed 0) the built question set is about")
+    quantize.add_argument("--pfgen-questions", type=int, default=24, help="report: questions answered (0: none)")
+    quantize.add_argument("--pfgen-trials", type=int, default=1)
     quantize.set_defaults(handler=run_quantize)
 
     merge = actions.add_parser(
@@ -110,16 +121,47 @@ def run_quantize(args: argparse.Namespace) -> int:
         model = load_pretrained(args.model)
         float_bytes = model_size_bytes(model)
         skip = tuple(part for part in args.skip.split(",") if part)
+        source = copy.deepcopy(model) if args.report else None  # quantize_model works in place
         quantized = quantize_model(model, bits=args.bits, group_size=group_size, skip=skip)
-    except (ValueError, CheckpointError, QuantizationError) as error:
+        report = _quantization_report(args, source, group_size, skip) if args.report else None
+    except (ValueError, CheckpointError, QuantizationError, FileNotFoundError) as error:
         return _fail("quantize", error)
     out = save_quantized(quantized, args.out)
     _copy_tokenizer(Path(args.model), out)
+    if report is not None:
+        from lab.post.quant_table import write_report
+
+        print(f"report: {write_report(*report, out)}")
     config = quantized.quantization_config
     print(f"quantized {len(config.modules)} linear layers to int{args.bits} "
           f"(group {group_size or 'per channel'}): {float_bytes / 2**20:.2f} MB -> "
           f"{model_size_bytes(quantized) / 2**20:.2f} MB; wrote {out}")
     return 0
+
+
+def _quantization_report(args: argparse.Namespace, model, group_size: int | None, skip: tuple[str, ...]
+                         ) -> tuple[list[dict], str]:
+    """Rows (float, quantized) of lab.post.quant_table and a note, measured before `model` is quantized in place."""
+    import tempfile
+
+    from lab.data.text import Tokenizer
+    from lab.post.measure import build_question_set
+    from lab.post.quant_table import PfgenSetup, Variant, heldout_texts, quantization_table
+
+    tokenizer = Tokenizer.load(args.model)
+    texts = heldout_texts(args.eval_docs)
+    with tempfile.TemporaryDirectory() as work:
+        pfgen = None
+        if args.pfgen_questions > 0:
+            set_dir = Path(args.pfgen_set) if args.pfgen_set else build_question_set(
+                args.pfgen_generators.split(","), Path(work) / "questions", questions=max(21, args.pfgen_questions))
+            pfgen = PfgenSetup(set_dir, Path(work) / "pfgen", questions=args.pfgen_questions, trials=args.pfgen_trials)
+        rows = quantization_table(model, tokenizer, [Variant("float32"), Variant.of(args.bits, group_size)], texts,
+                                  pfgen=pfgen, skip=skip)
+    note = (f"Held-out: {len(texts)} manpages-ja documents. pfgen: "
+            + (f"{pfgen.questions} questions x {pfgen.trials} trial(s), same sampling seed, delta paired over "
+               f"questions." if pfgen else "not measured."))
+    return rows, note
 
 
 def run_merge(args: argparse.Namespace) -> int:

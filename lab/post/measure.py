@@ -5,7 +5,9 @@ Task accuracy: greedy generation from the bare SFT prompt ("Q: ...\nA:"), cut at
 score: the lab harness (20-shot completion prompts, pfgen sampling) on the first `questions` questions of a lab
 question set, scored by the pfgen scorer; 1-2 trials keep it cheap at the price of a noisier score. Likelihood
 metrics on held-out preference pairs (response loss, chosen-over-rejected accuracy) show what training changed
-even before greedy answers come out right.
+even before greedy answers come out right. Two models answered with the same sampling seed are compared question
+by question (`paired_difference`): the per-question mean over trials differs far less between them than the
+score of either varies across questions, so the paired standard error is the honest error bar of a difference.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import math
 
 import torch
 
@@ -65,10 +69,41 @@ def pfgen_score(model: Any, tokenizer: Any, set_dir: Path | str, out_dir: Path |
     run = run_pfgen(model, tokenizer, chosen, trials=trials, seed=seed, out_dir=out_dir, examples=pool,
                     max_new_tokens=max_new_tokens, batch_size=batch_size)
     scorers = {q.question: QuestionScorer(q, cached_tables(q, cache_dir)) for q in chosen}
-    report = summarize(score_answers(read_answers(run.result_file), scorers, source=str(run.result_file)))
+    scores = score_answers(read_answers(run.result_file), scorers, source=str(run.result_file))
+    report = summarize(scores)
     return {"score": report.score, "score_std": report.score_std, "fluency": report.fluency,
             "truthfulness": report.truthfulness, "helpfulness": report.helpfulness, "length": report.length,
-            "questions": report.questions, "trials": report.trials}
+            "questions": report.questions, "trials": report.trials, "per_question": per_question(scores)}
+
+
+def per_question(scores: Sequence[Any]) -> dict[str, float]:
+    """question id -> mean score over its trials (AnswerScore rows of one run)."""
+    totals: dict[str, list[float]] = defaultdict(list)
+    for score in scores:
+        totals[score.question_id].append(score.score)
+    return {qid: sum(values) / len(values) for qid, values in sorted(totals.items())}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """mean(a - b) over the questions both answered, with the standard error of that mean (paired)."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        raise ValueError(f"a paired difference needs >= 2 shared questions, got {len(shared)}")
+    diffs = [a[q] - b[q] for q in shared]
+    mean = sum(diffs) / len(diffs)
+    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return {"diff": mean, "se": math.sqrt(variance / len(diffs)), "n": float(len(diffs))}
+
+
+def build_question_set(generators: Sequence[str], out: Path | str, *, seed: int = 0, questions: int = 24,
+                       answers: int = 50, options: dict[str, Any] | None = None) -> Path:
+    """A lab question set about the world of the named synthetic text families (their generators at `seed`,
+    the world a model trained on `text_config(name, seed=seed)` documents has read about)."""
+    from lab.eval.pfgen.lab_sets import build_lab_set, make_generators, write_lab_set
+
+    made = make_generators(list(generators), seed, dict(options or {}))
+    return write_lab_set(build_lab_set(made, questions, seed, answers), Path(out),
+                         {"generators": list(generators), "seed": seed, "questions": questions, "answers": answers})
 
 
 @torch.no_grad()
