@@ -5,9 +5,12 @@ pruned to a smaller shape by measured importance (lab.post.prune) and distilled 
 tokens (lab.post.distill); the same small shape is trained from scratch on the same T tokens (same stream, seed
 and schedule). Reported: held-out real bits/char (and held-out synthetic bits/char) of every model, and a
 pfgen-style score on a lab question set about the corpus' world. The large model's training is the price of the
-pruned model's head start and is listed in the report, not hidden. Every model is saved in the HF layout.
+pruned model's head start and is listed in the report, not hidden; `charge_teacher_tokens=true` adds the stricter
+baseline that pays it: the small shape trained from scratch for the teacher's tokens plus the distillation tokens
+("scratch_charged"). Every model is saved in the HF layout.
 
     python -m experiments.prune_study [overrides]      e.g. small_train.steps=300 +experiment=prune_toy
+    python -m experiments.prune_study charge_teacher_tokens=true
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lab.data.text import RealTextConfig, Tokenizer, TokenizerConfig, text_split
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, stream_batch, train_lm
 from lab.models.plamo import PlamoForCausalLM, get_plamo_config, save_pretrained
 from lab.post.distill import DistillConfig, distill
+from lab.post.measure import paired_difference, per_question
 from lab.post.prune import PruneTarget, check_target, prune_model
 from lab.rundir import RunDir, atomic_write_json, atomic_write_text
 from lab.text_stages import PlamoSpec
@@ -77,6 +81,7 @@ class PruneStudyConfig:
     small_train: LMTrainConfig = field(default_factory=lambda: LMTrainConfig(steps=150, batch_size=16, seq_len=64,
                                                                              lr=3e-3, log_every=50))
     distill: DistillConfig = field(default_factory=DistillConfig)
+    charge_teacher_tokens: bool = False  # also train scratch for large_train + small_train tokens
     calibration_batches: int = 4
     eval_max_len: int = 128
     pfgen: PfgenEvalConfig = field(default_factory=PfgenEvalConfig)
@@ -143,10 +148,11 @@ def score_pfgen(models: dict[str, PlamoForCausalLM], tokenizer: Tokenizer, confi
         run = run_pfgen(model, tokenizer, questions, trials=config.pfgen.trials, out_dir=out / "pfgen" / label,
                         max_new_tokens=config.pfgen.max_new_tokens, batch_size=config.pfgen.batch_size,
                         model_name=label, seed=str(config.seed))
-        report = summarize(score_answers(read_answers(run.result_file), scorers))
+        answers = score_answers(read_answers(run.result_file), scorers)
+        report = summarize(answers)
         scores[label] = {"score": report.score, "score_std": report.score_std, "fluency": report.fluency,
                          "truthfulness": report.truthfulness, "helpfulness": report.helpfulness,
-                         "length": report.length}
+                         "length": report.length, "per_question": per_question(answers)}
     return scores
 
 
@@ -209,9 +215,20 @@ def run_prune_study(config: PruneStudyConfig) -> dict[str, Any]:
     paths["scratch"] = _save(scratch, corpus.tokenizer, out / "scratch")
     models["scratch"] = scratch
 
-    tokens_per_step = small.batch_size * small.seq_len
-    train_tokens = {"large": config.large_train.steps * config.large_train.batch_size * config.large_train.seq_len,
-                    "pruned": 0, "distilled": small.steps * tokens_per_step, "scratch": small.steps * tokens_per_step}
+    train_stats = {"large": large_stats, "distilled": distill_stats, "scratch": scratch_stats}
+    if config.charge_teacher_tokens:
+        began = time.perf_counter()
+        torch.manual_seed(config.seed + 1)
+        charged = PlamoForCausalLM(plan.config)
+        train_stats["scratch_charged"] = train_lm(charged, corpus.stream, _no_checkpoints(charged_schedule(config)),
+                                                  RunDir(out / "train" / "scratch_charged"), seed=config.seed + 1,
+                                                  device=device, desc="scratch_charged")
+        timing["scratch_charged_train"] = time.perf_counter() - began
+        paths["scratch_charged"] = _save(charged, corpus.tokenizer, out / "scratch_charged")
+        models["scratch_charged"] = charged
+
+    train_tokens = {"large": _tokens(config.large_train), "pruned": 0, "distilled": _tokens(small),
+                    "scratch": _tokens(small), "scratch_charged": _tokens(charged_schedule(config))}
     results: dict[str, dict[str, Any]] = {}
     began = time.perf_counter()
     for label, model in models.items():
@@ -231,11 +248,23 @@ def run_prune_study(config: PruneStudyConfig) -> dict[str, Any]:
 
     result = {"config": asdict(config), "models": results, "comparison": compare(results),
               "plan": plan.to_dict(), "importance": importance.to_dict(), "timing_seconds": timing,
-              "train": {"large": large_stats, "distilled": distill_stats, "scratch": scratch_stats},
+              "train": train_stats,
               "stream_tokens": len(corpus.stream), "vocab_size": vocab}
     atomic_write_json(out / "result.json", result)
     atomic_write_text(out / "report.md", report_markdown(result))
     return result
+
+
+def _tokens(train: LMTrainConfig) -> int:
+    return train.steps * train.batch_size * train.seq_len
+
+
+def charged_schedule(config: PruneStudyConfig) -> LMTrainConfig:
+    """small_train lengthened to at least the teacher's tokens plus the distillation tokens (whole steps)."""
+    small = config.small_train
+    per_step = small.batch_size * small.seq_len
+    extra = -(-_tokens(config.large_train) // per_step)
+    return LMTrainConfig(**{**asdict(small), "steps": small.steps + extra})
 
 
 def _no_checkpoints(train: LMTrainConfig) -> LMTrainConfig:
@@ -254,7 +283,18 @@ def compare(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
     if "pfgen" in distilled:
         comparison["pfgen_score_gain"] = distilled["pfgen"]["score"] - scratch["pfgen"]["score"]
+        comparison["pfgen_score_gain_se"] = paired_difference(distilled["pfgen"]["per_question"],
+                                                              scratch["pfgen"]["per_question"])["se"]
         comparison["distilled_wins_pfgen"] = comparison["pfgen_score_gain"] > 0
+    if "scratch_charged" in results:
+        charged = results["scratch_charged"]
+        charged_gap = charged["bits_per_char"] - distilled["bits_per_char"]
+        comparison["charged"] = {
+            "bits_per_char_gain": charged_gap, "bits_per_char_gain_relative": charged_gap / charged["bits_per_char"],
+            "synthetic_bits_per_char_gain": charged["synthetic_bits_per_char"] - distilled["synthetic_bits_per_char"],
+            "distilled_wins_bits_per_char": charged_gap > 0}
+        if "pfgen" in distilled:
+            comparison["charged"]["pfgen_score_gain"] = distilled["pfgen"]["score"] - charged["pfgen"]["score"]
     return comparison
 
 
@@ -284,7 +324,18 @@ def report_markdown(result: dict[str, Any]) -> str:
                   f"{comparison['bits_per_char_gain']:.4f} bits/char ({comparison['bits_per_char_gain_relative']:.1%} "
                   f"of the scratch model's), on synthetic by {comparison['synthetic_bits_per_char_gain']:.4f}."]
     if pfgen:
-        lines.append(f"pfgen-style score: distilled - scratch = {comparison['pfgen_score_gain']:+.4f}.")
+        lines.append(f"pfgen-style score: distilled - scratch = {comparison['pfgen_score_gain']:+.4f} "
+                     f"(paired over questions, standard error {comparison['pfgen_score_gain_se']:.4f}).")
+    if "charged" in comparison:
+        charged = comparison["charged"]
+        verdict = "still wins" if charged["distilled_wins_bits_per_char"] else "LOSES"
+        lines += ["", f"Charged baseline (scratch_charged: the small shape from scratch for the teacher's tokens plus "
+                      f"the distillation tokens, {models['scratch_charged']['train_tokens']:,}): pruned + distilled "
+                      f"{verdict} on held-out real bits/char (scratch_charged - distilled = "
+                      f"{charged['bits_per_char_gain']:+.4f}, {charged['bits_per_char_gain_relative']:+.1%}; on "
+                      f"synthetic {charged['synthetic_bits_per_char_gain']:+.4f})."
+                      + (f" pfgen-style score: distilled - scratch_charged = {charged['pfgen_score_gain']:+.4f}."
+                         if pfgen else "")]
     lines += ["", f"The large teacher cost {models['large']['train_tokens']:,} training tokens on top; kept layers "
                   f"{result['plan']['layers']} (unit block influence {result['importance']['units']}).",
               f"Wall time: {', '.join(f'{k} {v:.0f} s' for k, v in result['timing_seconds'].items())}.", ""]
