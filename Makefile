@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench env system-deps clean-runs
+.PHONY: demo test test-all bench env system-deps clean-runs paper-runs figures paper
 
 # The environment: created once, re-installed when pyproject.toml changes (offline: local wheel cache / registry).
 $(STAMP): pyproject.toml
@@ -29,6 +29,21 @@ test-all: $(STAMP) system-deps  ## every test, the slow ones too
 
 bench: $(STAMP)  ## time per stage of the demo
 	$(BIN)/python benchmarks/bench_demo.py
+
+# The paper reproduction (paper/README.md): the studies' sweeps (about 2 hours on 2 cores; add
+# LAUNCH="launcher=slurm" for a cluster), their results tables, the figures and the PDF.
+paper-runs: $(STAMP)  ## launch the paper studies (returns at once; re-run to resume), then: make figures
+	$(BIN)/lab sweep launch +experiment=paper_model_size $(LAUNCH)
+	$(BIN)/lab sweep launch +experiment=paper_s_sweep $(LAUNCH)
+	$(BIN)/lab sweep --study figure1 launch +experiment=paper_figure1 $(LAUNCH)
+	$(BIN)/lab sweep --study figure1 launch +experiment=paper_complexity $(LAUNCH)
+
+figures: $(STAMP)  ## collect finished paper studies into paper/results, run one notebook per figure
+	$(BIN)/lab paper collect --root $(or $(ROOT),runs)
+	$(BIN)/lab paper figures
+
+paper: figures  ## figures, then paper/main.pdf (needs pdflatex: apt-get install texlive-latex-base)
+	$(BIN)/lab paper pdf
 
 clean-runs:
 	rm -rf runs

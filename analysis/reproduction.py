@@ -157,7 +157,7 @@ class SSweep:
     """The fine-tuning size sweep: joint laws over (n, s), residuals per s, pre-training benefit per s."""
 
     fits: dict[str, FitResult]  # law name -> fit on every n > 0 point
-    per_s: pd.DataFrame  # s, s_fraction, scratch, best (largest n), benefit, residual_<law>, residual_se
+    per_s: pd.DataFrame  # s, s_fraction, scratch, best (largest n), benefit, residual_<law>, seed_se
     held_out: pd.DataFrame  # law, fit_up_to_s, mean_abs_error, max_abs_error (predicting the larger s)
     breaks_at: float | None  # smallest s from which the multiplicative law's residuals exceed 2 SE
 
@@ -182,7 +182,6 @@ def s_sweep(table: pd.DataFrame, *, pool: int, metric: str = "top1", laws: Seque
             residual = at_s.error.to_numpy() - fit.predict({"n": at_s.n.to_numpy(float),
                                                             "s": at_s.s.to_numpy(float)})
             record[f"residual_{law}"] = residual.mean()
-        record["residual_se"] = at_s.error.std() / math.sqrt(max(len(at_s), 1)) if len(at_s) > 1 else math.nan
         record["seed_se"] = (at_s.groupby("n").error.std().mean() / math.sqrt(at_s.seed.nunique())
                              if at_s.seed.nunique() > 1 else math.nan)
         per_s.append(record)
@@ -296,7 +295,10 @@ def load_findings(out: str | Path, order: Sequence[str]) -> list[Finding]:
 
 def findings_markdown(findings: Sequence[Finding]) -> str:
     lines = ["| finding (paper) | paper | this lab | verdict |", "|---|---|---|---|"]
-    lines += [f"| {f.claim} | {f.paper} | {f.lab} | {f.verdict} |" for f in findings]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines += [f"| {cell(f.claim)} | {cell(f.paper)} | {cell(f.lab)} | {cell(f.verdict)} |" for f in findings]
     return "\n".join(lines) + "\n"
 
 
@@ -309,37 +311,44 @@ def findings_latex(findings: Sequence[Finding]) -> str:
 
 def benefit(table: pd.DataFrame, by: Sequence[str], metric: str = "top1") -> pd.DataFrame:
     """Per curve: scratch error (n = 0), error at the smallest and largest n > 0, and whether the gains are
-    resolved: a one-sided Welch t-test at 2.5% with the seeds as replicates (with 3 seeds a side the gain must
-    exceed about 2.8 standard errors, not 2). `beats_scratch`: largest n vs n = 0; `improves_with_n`: largest vs
-    smallest n > 0."""
+    resolved by a one-sided t-test at 2.5%. The seed noise is pooled over every n of the curve (one noise level
+    per curve, as in a one-way ANOVA), so two or three seeds per n still give a usable number of degrees of
+    freedom. `beats_scratch`: largest n vs n = 0; `improves_with_n`: largest vs smallest n > 0."""
     rows = curve_points(table, by, metric)
     records = []
     for curve, part in rows.groupby("curve", sort=False):
         trained = part[part.n > 0]
+        noise_sd, df = _pooled_noise(part)
         scratch, low = part[part.n == 0].error, trained[trained.n == trained.n.min()].error
         high = trained[trained.n == trained.n.max()].error
         record = {**dict(zip(by, part.iloc[0][list(by)])), "curve": curve, "scratch": scratch.mean(),
-                  "error_smallest_n": low.mean(), "error_largest_n": high.mean()}
-        record["gain_vs_scratch"], record["beats_scratch"] = _resolved_gain(scratch, high)
-        record["gain_with_n"], record["improves_with_n"] = _resolved_gain(low, high)
+                  "error_smallest_n": low.mean(), "error_largest_n": high.mean(), "noise_sd": noise_sd}
+        record["gain_vs_scratch"], record["beats_scratch"] = _resolved_gain(scratch, high, noise_sd, df)
+        record["gain_with_n"], record["improves_with_n"] = _resolved_gain(low, high, noise_sd, df)
         records.append(record)
     return pd.DataFrame(records)
 
 
-def _resolved_gain(before: pd.Series, after: pd.Series) -> tuple[float, bool]:
-    """Mean of before - after, and whether it is positive beyond noise (one-sided Welch t-test, 2.5%).
-    Fewer than two seeds on a side cannot resolve anything."""
+def _pooled_noise(part: pd.DataFrame) -> tuple[float, int]:
+    """The seed-to-seed standard deviation pooled over the curve's n values, and its degrees of freedom."""
+    groups = part.groupby("n").error
+    df = int((groups.count() - 1).clip(lower=0).sum())
+    if df == 0:
+        return math.nan, 0
+    return float(math.sqrt((groups.var(ddof=1).fillna(0) * (groups.count() - 1)).sum() / df)), df
+
+
+def _resolved_gain(before: pd.Series, after: pd.Series, noise_sd: float, df: int) -> tuple[float, bool]:
+    """Mean of before - after, and whether it is positive beyond the noise (one-sided t-test, 2.5%)."""
     from scipy import stats
 
-    if len(before) < 2 or len(after) < 2:
-        return (float(before.mean() - after.mean()) if len(before) and len(after) else math.nan), False
+    if len(before) == 0 or len(after) == 0:
+        return math.nan, False
     gain = float(before.mean() - after.mean())
-    v1, v2 = before.var() / len(before), after.var() / len(after)
-    se = math.sqrt(v1 + v2)
-    if se == 0:
-        return gain, gain > 0
-    df = (v1 + v2) ** 2 / (v1**2 / (len(before) - 1) + v2**2 / (len(after) - 1))
-    return gain, bool(gain > stats.t.ppf(0.975, df) * se)
+    if df == 0 or math.isnan(noise_sd):
+        return gain, False
+    se = noise_sd * math.sqrt(1 / len(before) + 1 / len(after))
+    return gain, bool(gain > stats.t.ppf(0.975, df) * se) if se > 0 else gain > 0
 
 
 def draw_curve(ax: Any, points: pd.DataFrame, result: FitResult | None, *, group: str | None = None,

@@ -264,7 +264,44 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.post_cli import add_post_commands
 
     add_post_commands(commands)
+
+    paper = commands.add_parser(
+        "paper", help="the paper reproduction: collect the studies' results, make the figures, build the PDF",
+        description="collect: paper/results/<study>.csv from the finished sweeps of experiments/conf/experiment/"
+                    "paper_*.yaml under --root. figures: run notebooks/paper_*.ipynb on --results (figures, LaTeX "
+                    "tables, findings.md in --out). pdf: pdflatex paper/main.tex on what figures wrote.")
+    paper.add_argument("action", choices=["collect", "figures", "pdf"])
+    paper.add_argument("--root", default="runs", help="collect: where the sweeps ran (their config's root)")
+    paper.add_argument("--results", default="paper/results", help="the collected results tables")
+    paper.add_argument("--out", default="paper/generated", help="figures/, tables/, findings/ for the paper")
+    paper.add_argument("--bootstrap", type=int, default=200, help="seed-bootstrap resamples per fit")
+    paper.set_defaults(handler=cmd_paper)
     return parser
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    from experiments import paper
+
+    results, out = Path(args.results), Path(args.out)
+    if args.action == "collect":
+        results.mkdir(parents=True, exist_ok=True)
+        for study, line in paper.collect(Path(args.root), results).items():
+            print(f"{study}: {line}")
+        return 0
+    if args.action == "pdf":
+        try:
+            print(f"Wrote {paper.build_pdf()}")
+        except RuntimeError as error:
+            print(f"lab paper: error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if not results.is_dir():
+        print(f"lab paper: error: no results folder {results}; run `lab paper collect` first", file=sys.stderr)
+        return 2
+    for notebook, line in paper.make_figures(results, out, bootstrap=args.bootstrap).items():
+        print(f"{notebook}: {line}")
+    print(f"Wrote {out}/figures, {out}/tables, {out}/findings.md")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,139 @@
+"""`lab paper collect|figures|build`: from finished sweeps to the paper's figures, tables and PDF.
+
+    collect   the tidy results of each paper study (experiments/conf/experiment/paper_*.yaml) from <root>/<name>/
+              into paper/results/<study>.csv
+    figures   execute one notebook per figure (notebooks/paper_*.ipynb) on those tables; they write
+              paper/generated/{figures,tables,findings}/ and this command adds findings.md / findings.tex
+    pdf       pdflatex paper/main.tex on what `figures` wrote (where a TeX engine is installed)
+
+The notebooks read only the collected tables, so the figures of a Slurm-scale run are made the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "paper"
+NOTEBOOKS = REPO / "notebooks"
+
+
+@dataclass(frozen=True)
+class PaperStudy:
+    """A sweep whose results feed a figure: the sweep experiment config (`lab sweep --study KIND`)."""
+
+    kind: str  # digits | figure1
+    experiment: str  # experiments/conf/experiment/<experiment>.yaml, also the run's name
+
+
+STUDIES = {
+    "figure1": PaperStudy("figure1", "paper_figure1"),
+    "model_size": PaperStudy("digits", "paper_model_size"),
+    "complexity": PaperStudy("figure1", "paper_complexity"),
+    "s_sweep": PaperStudy("digits", "paper_s_sweep"),
+}
+# notebook -> the tables it needs (it reads any others that exist); extrapolation reads every curve study
+NOTEBOOK_INPUTS = {
+    "paper_figure1": ["figure1"],
+    "paper_model_size": ["model_size"],
+    "paper_complexity": ["complexity"],
+    "paper_s_sweep": ["s_sweep"],
+    "paper_extrapolation": [],
+}
+FINDINGS_ORDER = ["figure1", "model_size", "complexity", "s_sweep", "extrapolation"]
+
+
+def collect(root: Path, results: Path) -> dict[str, str]:
+    """Copy each paper study's finished points into results/<study>.csv; a study without a sweep is reported,
+    and an existing table is only replaced by one with at least as many rows (a partial re-run loses nothing)."""
+    import pandas as pd
+
+    from lab import sweep
+
+    outcome = {}
+    for name, study in STUDIES.items():
+        folder = root / study.experiment / "sweep"
+        if not (folder / "plan.pkl").exists():
+            outcome[name] = f"no sweep at {folder} (run: lab sweep --study {study.kind} launch " \
+                            f"+experiment={study.experiment})"
+            continue
+        staged = results / f".{name}.collecting.csv"
+        table = sweep.collect(folder, study.experiment, staged)
+        target = results / f"{name}.csv"
+        if table.empty:
+            staged.unlink()
+            outcome[name] = "no finished points yet"
+            continue
+        if target.exists() and len(pd.read_csv(target)) > len(table):
+            staged.unlink()
+            outcome[name] = f"kept {target}: it has more rows than the {len(table)} finished now"
+            continue
+        staged.replace(target)
+        outcome[name] = f"{len(table)} rows -> {target}"
+    return outcome
+
+
+def execute_notebook(notebook: Path, env: dict[str, str], save_to: Path | None = None, timeout: int = 900) -> None:
+    """Run a notebook top to bottom in a fresh kernel (cwd: notebooks/) with `env` set; a failing cell raises."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if save_to is not None:
+        save_to.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, save_to)
+
+
+def make_figures(results: Path, out: Path, bootstrap: int = 200, only: list[str] | None = None) -> dict[str, str]:
+    """Execute every paper notebook whose input tables exist; then write findings.md and findings.tex."""
+    from analysis.reproduction import findings_latex, findings_markdown, load_findings
+
+    from lab.rundir import atomic_write_text
+
+    env = {"LAB_PAPER_RESULTS": str(results.resolve()), "LAB_PAPER_OUT": str(out.resolve()),
+           "LAB_BOOTSTRAP": str(bootstrap), "MPLBACKEND": "Agg"}
+    outcome = {}
+    for notebook, inputs in NOTEBOOK_INPUTS.items():
+        if only and notebook not in only:
+            continue
+        missing = [name for name in inputs if not (results / f"{name}.csv").exists()]
+        if missing:
+            outcome[notebook] = f"skipped: no {', '.join(f'{m}.csv' for m in missing)} in {results}"
+            continue
+        execute_notebook(NOTEBOOKS / f"{notebook}.ipynb", env, save_to=out / "notebooks" / f"{notebook}.ipynb")
+        outcome[notebook] = "ran"
+    present = [name for name in FINDINGS_ORDER if (out / "findings" / f"{name}.json").exists()]
+    findings = load_findings(out, present)
+    atomic_write_text(out / "findings.md", findings_markdown(findings))
+    atomic_write_text(out / "tables" / "findings.tex", findings_latex(findings))
+    return outcome
+
+
+def build_pdf(paper: Path = PAPER) -> Path:
+    """pdflatex main.tex twice (references); a missing TeX engine is an error that says what to install."""
+    engine = shutil.which("pdflatex")
+    if engine is None:
+        raise RuntimeError("no TeX engine: pdflatex is not on PATH. Install one (Debian: apt-get install "
+                           "texlive-latex-base) and re-run `make paper`; the figures and tables are already in "
+                           f"{paper / 'generated'}")
+    for _ in range(2):
+        run = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", "main.tex"], cwd=paper,
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"pdflatex failed (see {paper / 'main.log'}):\n{run.stdout[-2000:]}")
+    return paper / "main.pdf"
