@@ -34,6 +34,7 @@ from lab.rundir import RunDir, atomic_write_json
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.pkl"
 LOCAL_STATUS_FILE = "local_runner.json"
+LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -113,7 +114,24 @@ def job_states(plan: Plan, latest: dict[str, str], executor: str) -> dict[str, s
         return {key: by_job[job_id] for key, job_id in latest.items()}
     local = plan.folder / LOCAL_STATUS_FILE
     runner = json.loads(local.read_text()) if local.exists() else {}
-    return {key: runner.get(key, {}).get("state", "PENDING") for key in latest}
+    states = {key: runner.get(key, {}).get("state", "PENDING") for key in latest}
+    if not _local_runner_alive(plan.folder):  # killed or crashed: nothing will move its tasks on, so resubmit them
+        states = {key: "LOST" if state in ACTIVE_STATES else state for key, state in states.items()}
+    return states
+
+
+def _local_runner_alive(folder: Path) -> bool:
+    """Whether the detached local runner is still running (True when no pid was recorded: older sweeps)."""
+    pid_file = folder / LOCAL_PID_FILE
+    if not pid_file.exists():
+        return True
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
@@ -178,8 +196,9 @@ def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str])
         run_plan_locally(folder, launcher)
         return
     log = open(folder / "local_runner.log", "a")
-    subprocess.Popen([sys.executable, "-m", "lab.sweep", str(folder), json.dumps(launcher.__dict__)],
-                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    runner = subprocess.Popen([sys.executable, "-m", "lab.sweep", str(folder), json.dumps(launcher.__dict__)],
+                              stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    (folder / LOCAL_PID_FILE).write_text(str(runner.pid))
 
 
 def run_plan_locally(folder: Path, launcher: LauncherConfig) -> None:
@@ -247,7 +266,7 @@ def status(folder: Path) -> pd.DataFrame:
                 if task.done() or task.key not in latest:
                     continue
                 job_state = scheduler.get(task.key, "UNKNOWN")
-                if job_state in FAILED_STATES or job_state == "CANCELLED" or (
+                if job_state in FAILED_STATES or job_state in ("CANCELLED", "LOST") or (
                         job_state == "COMPLETED" and not task.done()):
                     row["state"] = "cancelled" if job_state == "CANCELLED" else "failed"
                     row["error"] = f"{task.stage}: " + (_error_line(folder, latest[task.key], executor, local, task.key)

@@ -85,3 +85,27 @@ def test_a_failing_point_shows_its_error_and_its_dependents(tmp_path):
     assert table.loc[100, "state"] == "failed"
     error = table.loc[100, "error"]
     assert error.startswith("pretrain: ") and "NonFiniteLossError" in error and "loss is nan" in error
+
+
+def test_a_killed_local_runner_loses_its_tasks_and_a_relaunch_resubmits_them(tmp_path):
+    import os
+    import signal
+
+    config = toy_sweep(tmp_path, "study.n=[0,50]", "study.pretrain.min_steps=4", "study.finetune.steps=4")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    pid = int((plan.folder / sweep.LOCAL_PID_FILE).read_text())
+    os.killpg(pid, signal.SIGKILL)  # the runner and the jobs it started (its own session)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+            os.waitpid(pid, os.WNOHANG)
+        except (ProcessLookupError, ChildProcessError):
+            break
+        time.sleep(0.2)
+    table = sweep.status(plan.folder)
+    assert (table.state == "failed").all() and table.error.str.contains("LOST").all()
+    relaunched = sweep.launch(plan, config.launcher.__class__(name="debug"))
+    assert relaunched["submitted"] == len(plan.tasks) and relaunched["skipped_active"] == 0
+    assert (sweep.status(plan.folder).state == "done").all()
