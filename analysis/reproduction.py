@@ -211,15 +211,23 @@ def latex_table(frame: pd.DataFrame, columns: dict[str, str], *, caption: str, l
 
     def cell(column: str, value: Any) -> str:
         if isinstance(value, float):
-            return "--" if math.isnan(value) else format(value, formats.get(column, ".3f"))
-        return str(value).replace("_", r"\_").replace("%", r"\%")
+            return "--" if math.isnan(value) else _escape(format(value, formats.get(column, ".3f")))
+        return _escape(str(value))
 
     lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{" + "l" * len(columns) + "}",
-             r"\hline", " & ".join(h.replace("_", r"\_") for h in columns.values()) + r" \\", r"\hline"]
+             r"\hline", " & ".join(_escape(h) for h in columns.values()) + r" \\", r"\hline"]
     for _, row in frame.iterrows():
         lines.append(" & ".join(cell(c, row[c]) for c in columns) + r" \\")
-    lines += [r"\hline", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}", ""]
+    lines += [r"\hline", r"\end{tabular}", rf"\caption{{{_escape(caption)}}}", rf"\label{{{label}}}", r"\end{table}", ""]
     return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    """LaTeX's special characters that appear in our labels (names with _, percentages)."""
+    for char, escaped in (("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"), ("^", r"\^{}"),
+                          ("~", r"\textasciitilde{}")):
+        text = text.replace(char, escaped)
+    return text
 
 
 def interval(value: float, lo: float, hi: float, spec: str = ".3f") -> str:

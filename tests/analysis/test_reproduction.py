@@ -129,6 +129,7 @@ def test_outputs_are_written_and_findings_compose(tmp_path):
     frame = pd.DataFrame({"model": ["a_b"], "C": [0.1234], "note": ["50%"]})
     table = latex_table(frame, {"model": "model", "C": "C", "note": "note"}, caption="c", label="tab:x")
     assert r"a\_b & 0.123 & 50\% \\" in table and r"\label{tab:x}" in table
+    assert r"95\% CI" in latex_table(frame, {"C": "C [95% CI]"}, caption="c", label="l")
     finding = Finding("claim", "paper says", "lab measured", "reproduced")
     written = save_outputs(tmp_path, "study", figure=figure, tables={"study": table}, findings=[finding])
     assert {p.name for p in written} == {"study.pdf", "study.png", "study.tex", "study.json"}
