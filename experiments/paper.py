@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "paper"
@@ -77,7 +78,7 @@ def collect(root: Path, results: Path) -> dict[str, str]:
     return outcome
 
 
-def execute_notebook(notebook: Path, env: dict[str, str], save_to: Path | None = None, timeout: int = 900) -> None:
+def execute_notebook(notebook: Path, env: dict[str, str], save_to: Path | None = None, timeout: int = 900) -> Any:
     """Run a notebook top to bottom in a fresh kernel (cwd: notebooks/) with `env` set; a failing cell raises."""
     import nbformat
     from nbclient import NotebookClient
@@ -97,6 +98,7 @@ def execute_notebook(notebook: Path, env: dict[str, str], save_to: Path | None =
     if save_to is not None:
         save_to.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, save_to)
+    return nb
 
 
 def make_figures(results: Path, out: Path, bootstrap: int = 200, only: list[str] | None = None) -> dict[str, str]:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from experiments.paper import execute_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def execute(notebook: Path, env: dict[str, str], cwd: Path) -> nbformat.NotebookNode:
-    nb = nbformat.read(notebook, as_version=4)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    return nb
+    assert cwd == notebook.parent  # the notebooks resolve their data relative to notebooks/
+    return execute_notebook(notebook, env, timeout=300)
 
 
 def test_demo_notebook_redraws_the_figure_from_a_results_table(toy_study, tmp_path):
