@@ -32,3 +32,14 @@ def toy_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     config = load_demo_config(root)
     return config, run_demo(config)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models run fastest that way, and two tests do not fight over cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

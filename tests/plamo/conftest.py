@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from plamo_helpers import tiny_float64
 
 from lab.models.plamo import PlamoForCausalLM
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

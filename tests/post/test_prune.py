@@ -22,14 +22,6 @@ TINY = dict(hidden_size=32, num_hidden_layers=6, intermediate_size=48, vocab_siz
             mamba_num_heads=6, mamba_d_state=8, mamba_chunk_size=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(seed: int = 0, **overrides) -> torch.nn.Module:
     """A float64 tiny model with norm weights moved off their start, so every tensor matters."""
     torch.manual_seed(seed)

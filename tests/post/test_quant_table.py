@@ -22,14 +22,6 @@ SMALL = dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_atte
              mamba_chunk_size=16, full_attention_idx=())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tokenizer of world_facts text, a tiny PLaMo and a 21-question lab set about that world (the harness

@@ -20,14 +20,6 @@ from lab.rundir import RunDir
 TEXT = {"n_entities": 30}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def data() -> InstructData:
     return InstructData(InstructDataConfig(text=TEXT))

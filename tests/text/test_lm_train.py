@@ -13,15 +13,9 @@ from lab.models.plamo import create_plamo
 from lab.rundir import RunDir
 from lab.train import NonFiniteLossError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TINY = dict(vocab_size=300, num_hidden_layers=2, full_attention_idx=())
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def stream() -> TokenStream:

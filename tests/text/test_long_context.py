@@ -14,13 +14,7 @@ from lab.models.plamo.long_context import (
     FIRST_DIGIT, MARKER, LongContextConfig, PasskeyTask, attention_layers, run_long_context, switch_to_full_attention,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def swa_model():
