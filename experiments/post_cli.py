@@ -1,8 +1,9 @@
-"""`lab post quantize` and `lab post merge`: weight-only quantization and model merging of HF-layout folders.
+"""`lab post quantize`, `lab post merge` (HF-layout folders) and `lab post prune-summary` (prune-study runs).
 
     lab post quantize --model runs/x/model --bits 4 --group-size 64 --out runs/x/model-int4-g64
     lab post merge --method linear --models sft dpo --weights 0.5 0.5 --out merged
     lab post merge --method task --base base --models sft dpo --scales 0.7 0.3 --out merged
+    lab post prune-summary runs/prune_lab/s0 runs/prune_lab/s1 --out runs/prune_lab
 
 A tokenizer stored next to the first input model (tokenizer.model + tokenizer_config.json) is copied to --out.
 """
@@ -49,6 +50,15 @@ def add_post_commands(subparsers: argparse._SubParsersAction) -> None:
         if name == "prune":
             stage.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
         stage.set_defaults(handler=_run_main(module))
+
+    summary = actions.add_parser(
+        "prune-summary", help="pool prune-study runs of one recipe over seeds",
+        description="Distilled vs each from-scratch baseline over seeds: bits/char gains (mean +- SE over seeds) and "
+                    "the pfgen-style difference paired over questions after averaging each question over seeds. "
+                    "Refuses runs of different recipes or question sets.")
+    summary.add_argument("runs", nargs="+", help="prune-study run folders (root/experiment, or root)")
+    summary.add_argument("--out", help="also write summary.json and summary.md into this folder")
+    summary.set_defaults(handler=run_prune_summary)
 
     quantize = actions.add_parser(
         "quantize", help="weight-only int8/int4 quantization of a PLaMo folder's linear layers",
@@ -109,6 +119,19 @@ def _copy_tokenizer(source: Path, out: Path) -> None:
 def _fail(command: str, error: Exception) -> int:
     print(f"lab post {command}: error: {error}", file=sys.stderr)
     return 2
+
+
+def run_prune_summary(args: argparse.Namespace) -> int:
+    from experiments.prune_study import load_results, summarize_seeds, summary_markdown, write_summary
+
+    try:
+        summary = summarize_seeds(load_results(args.runs))
+    except (FileNotFoundError, ValueError) as error:
+        return _fail("prune-summary", error)
+    if args.out:
+        write_summary(summary, Path(args.out))
+    print(summary_markdown(summary))
+    return 0
 
 
 def run_quantize(args: argparse.Namespace) -> int:

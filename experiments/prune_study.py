@@ -342,6 +342,107 @@ def report_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SEED_KEYS = ("seed", "root", "experiment")  # what may differ between the runs one summary pools
+MODEL_ORDER = ("large", "pruned", "distilled", "scratch", "scratch_charged")
+
+
+def load_results(runs: Sequence[Path | str]) -> list[dict[str, Any]]:
+    """result.json of each run folder (the folder itself or its `experiment` subfolder), all of one recipe."""
+    results = []
+    for run in map(Path, runs):
+        found = [path for path in (run / "result.json", *run.glob("*/result.json")) if path.is_file()]
+        if len(found) != 1:
+            raise FileNotFoundError(f"{run}: expected one prune-study result.json in it or one level down, "
+                                    f"found {len(found)}")
+        results.append(json.loads(found[0].read_text()))
+    if len(results) < 2:
+        raise ValueError(f"a seed summary needs >= 2 runs, got {len(results)}")
+    recipe = {k: v for k, v in results[0]["config"].items() if k not in SEED_KEYS}
+    for run, result in zip(runs[1:], results[1:]):
+        other = {k: v for k, v in result["config"].items() if k not in SEED_KEYS}
+        differing = sorted(k for k in recipe.keys() | other.keys() if recipe.get(k) != other.get(k))
+        if differing:
+            raise ValueError(f"{run}: its recipe differs from {runs[0]}'s in {differing}; pool runs of one recipe")
+    seeds = [result["config"]["seed"] for result in results]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the runs repeat a seed: {seeds}")
+    return results
+
+
+def summarize_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Distilled vs each baseline over seeds: bits/char gains (mean, SE over seeds) and the pfgen difference
+    paired over questions after averaging each question's difference over seeds (every run asks the same set)."""
+    baselines = [name for name in ("scratch", "scratch_charged") if all(name in r["models"] for r in results)]
+    summary: dict[str, Any] = {"seeds": [r["config"]["seed"] for r in results],
+                               "models": {name: _over_seeds([r["models"][name]["bits_per_char"] for r in results])
+                                          for name in MODEL_ORDER if name in results[0]["models"]},
+                               "baselines": {}}
+    for name in baselines:
+        gains = [r["models"][name]["bits_per_char"] - r["models"]["distilled"]["bits_per_char"] for r in results]
+        relative = [g / r["models"][name]["bits_per_char"] for g, r in zip(gains, results)]
+        row: dict[str, Any] = {"bits_per_char_gain": _over_seeds(gains),
+                               "bits_per_char_gain_relative": _over_seeds(relative),
+                               "train_tokens": results[0]["models"][name]["train_tokens"]}
+        if all("per_question" in r["models"][label].get("pfgen", {}) for r in results for label in ("distilled", name)):
+            per_seed = [paired_difference(r["models"]["distilled"]["pfgen"]["per_question"],
+                                          r["models"][name]["pfgen"]["per_question"]) for r in results]
+            row["pfgen_score_gain_per_seed"] = per_seed
+            row["pfgen_score_gain"] = paired_difference(*(_seed_mean(results, label) for label in ("distilled", name)))
+        summary["baselines"][name] = row
+    summary["distilled_train_tokens"] = results[0]["models"]["distilled"]["train_tokens"]
+    summary["teacher_train_tokens"] = results[0]["models"]["large"]["train_tokens"]
+    return summary
+
+
+def _over_seeds(values: Sequence[float]) -> dict[str, Any]:
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {"mean": mean, "se": spread / len(values) ** 0.5, "per_seed": list(values)}
+
+
+def _seed_mean(results: Sequence[dict[str, Any]], label: str) -> dict[str, float]:
+    """question id -> the model's score on it, averaged over the seeds' runs."""
+    tables = [r["models"][label]["pfgen"]["per_question"] for r in results]
+    shared = set(tables[0]).intersection(*tables[1:])
+    if shared != set(tables[0]):
+        raise ValueError(f"{label}: the runs answered different question sets; pool runs of one question set")
+    return {q: sum(table[q] for table in tables) / len(tables) for q in sorted(shared)}
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    seeds = summary["seeds"]
+    lines = [f"# Pruning + distillation over {len(seeds)} seeds ({', '.join(map(str, seeds))})", "",
+             "Held-out real bits/char (mean +- SE over seeds):", "",
+             "| model | bits/char | per seed |", "|---|---:|---|"]
+    for name, row in summary["models"].items():
+        lines.append(f"| {name} | {row['mean']:.4f} +- {row['se']:.4f} | "
+                     f"{', '.join(f'{v:.4f}' for v in row['per_seed'])} |")
+    lines += ["", f"Distilled for {summary['distilled_train_tokens']:,} tokens from a teacher trained for "
+                  f"{summary['teacher_train_tokens']:,}.", "",
+              "| baseline | its tokens | bits/char: baseline - distilled | relative | pfgen: distilled - baseline "
+              "(paired over questions) | pfgen per seed |", "|---|---:|---:|---:|---:|---|"]
+    for name, row in summary["baselines"].items():
+        gain, relative = row["bits_per_char_gain"], row["bits_per_char_gain_relative"]
+        line = (f"| {name} | {row['train_tokens']:,} | {gain['mean']:+.4f} +- {gain['se']:.4f} | "
+                f"{relative['mean']:+.1%} |")
+        if "pfgen_score_gain" in row:
+            pooled = row["pfgen_score_gain"]
+            line += (f" {pooled['diff']:+.4f} +- {pooled['se']:.4f} ({pooled['diff'] / pooled['se']:+.1f} SE, "
+                     f"{int(pooled['n'])} questions) | "
+                     + ", ".join(f"{s['diff']:+.4f} +- {s['se']:.4f}" for s in row["pfgen_score_gain_per_seed"])
+                     + " |")
+        else:
+            line += " - | - |"
+        lines.append(line)
+    lines += ["", "Positive numbers favour the pruned + distilled model.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(summary: dict[str, Any], out: Path) -> None:
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", summary_markdown(summary))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     show = "--show-config" in args

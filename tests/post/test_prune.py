@@ -266,3 +266,50 @@ def test_charged_baseline_trains_scratch_for_teacher_plus_distillation_tokens(tm
     assert loaded.config == load_pretrained(tmp_path / config.experiment / "scratch").config
     default = load_prune_config([f"root={tmp_path}", "+experiment=prune_toy"])
     assert not default.charge_teacher_tokens
+
+
+def _study_result(seed: int, distilled: float, scratch: float, pfgen: dict[str, tuple[float, float]]) -> dict:
+    """A result.json of the shape run_prune_study writes, with chosen numbers (pfgen: question -> (dist, scratch))."""
+    def model(bits, scores, tokens):
+        return {"bits_per_char": bits, "train_tokens": tokens, "pfgen": {"per_question": scores}}
+
+    return {"config": {"seed": seed, "root": f"r{seed}", "experiment": "x", "large_train": {"steps": 5}},
+            "models": {"large": model(4.0, {q: 0.5 for q in pfgen}, 900),
+                       "distilled": model(distilled, {q: d for q, (d, _) in pfgen.items()}, 100),
+                       "scratch": model(scratch, {q: s for q, (_, s) in pfgen.items()}, 100)}}
+
+
+def test_seed_summary_pools_questions_over_seeds_and_refuses_mixed_runs(tmp_path, capsys):
+    from experiments.cli import main
+    from experiments.prune_study import load_results, summarize_seeds
+
+    runs = []
+    for seed, (dist, scratch, pfgen) in enumerate([(4.0, 4.5, {"Q1": (0.3, 0.1), "Q2": (0.2, 0.2), "Q3": (0.4, 0.1)}),
+                                                   (4.2, 4.5, {"Q1": (0.1, 0.1), "Q2": (0.4, 0.2), "Q3": (0.3, 0.2)})]):
+        runs.append(tmp_path / f"s{seed}")
+        (runs[-1] / "x").mkdir(parents=True)
+        (runs[-1] / "x" / "result.json").write_text(json.dumps(_study_result(seed, dist, scratch, pfgen)))
+    summary = summarize_seeds(load_results(runs))
+    gain = summary["baselines"]["scratch"]["bits_per_char_gain"]
+    assert gain["per_seed"] == pytest.approx([0.5, 0.3]) and gain["mean"] == pytest.approx(0.4)
+    assert gain["se"] == pytest.approx(0.1)  # sd 0.1414 / sqrt(2)
+    pooled = summary["baselines"]["scratch"]["pfgen_score_gain"]  # per-question means over seeds: 0.1, 0.1, 0.2
+    assert pooled["diff"] == pytest.approx(0.4 / 3) and pooled["n"] == 3
+    assert pooled["se"] == pytest.approx(1 / 30)  # sd of (0.1, 0.1, 0.2) is 1/17.3; over sqrt(3) questions
+    assert "scratch_charged" not in summary["baselines"]
+
+    assert main(["post", "prune-summary", *map(str, runs), "--out", str(tmp_path / "sum")]) == 0
+    assert "+0.4000 +- 0.1000" in capsys.readouterr().out
+    assert json.loads((tmp_path / "sum" / "summary.json").read_text())["seeds"] == [0, 1]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = _study_result(2, 4.0, 4.4, {"Q1": (0.1, 0.1), "Q2": (0.1, 0.1)})
+    changed["config"]["large_train"] = {"steps": 50}
+    (other / "result.json").write_text(json.dumps(changed))
+    with pytest.raises(ValueError, match=r"differs .* in \['large_train'\]"):
+        load_results([runs[0], other])
+    with pytest.raises(ValueError, match="repeat a seed"):
+        load_results([runs[0], runs[0]])
+    assert main(["post", "prune-summary", str(runs[0]), str(tmp_path / "missing")]) == 2
+    assert "expected one prune-study result.json" in capsys.readouterr().err
