@@ -387,6 +387,7 @@ def summarize_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
             per_seed = [paired_difference(r["models"]["distilled"]["pfgen"]["per_question"],
                                           r["models"][name]["pfgen"]["per_question"]) for r in results]
             row["pfgen_score_gain_per_seed"] = per_seed
+            row["pfgen_score_gain_over_seeds"] = _over_seeds([s["diff"] for s in per_seed])
             row["pfgen_score_gain"] = paired_difference(*(_seed_mean(results, label) for label in ("distilled", name)))
         summary["baselines"][name] = row
     summary["distilled_train_tokens"] = results[0]["models"]["distilled"]["train_tokens"]
@@ -420,21 +421,22 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"Distilled for {summary['distilled_train_tokens']:,} tokens from a teacher trained for "
                   f"{summary['teacher_train_tokens']:,}.", "",
               "| baseline | its tokens | bits/char: baseline - distilled | relative | pfgen: distilled - baseline "
-              "(paired over questions) | pfgen per seed |", "|---|---:|---:|---:|---:|---|"]
+              "(paired over questions) | pfgen (SE over seeds) | pfgen per seed |", "|---|---:|---:|---:|---:|---:|---|"]
     for name, row in summary["baselines"].items():
         gain, relative = row["bits_per_char_gain"], row["bits_per_char_gain_relative"]
         line = (f"| {name} | {row['train_tokens']:,} | {gain['mean']:+.4f} +- {gain['se']:.4f} | "
                 f"{relative['mean']:+.1%} |")
         if "pfgen_score_gain" in row:
-            pooled = row["pfgen_score_gain"]
+            pooled, seeds_row = row["pfgen_score_gain"], row["pfgen_score_gain_over_seeds"]
             line += (f" {pooled['diff']:+.4f} +- {pooled['se']:.4f} ({pooled['diff'] / pooled['se']:+.1f} SE, "
-                     f"{int(pooled['n'])} questions) | "
+                     f"{int(pooled['n'])} questions) | {seeds_row['mean']:+.4f} +- {seeds_row['se']:.4f} | "
                      + ", ".join(f"{s['diff']:+.4f} +- {s['se']:.4f}" for s in row["pfgen_score_gain_per_seed"])
                      + " |")
         else:
-            line += " - | - |"
+            line += " - | - | - |"
         lines.append(line)
-    lines += ["", "Positive numbers favour the pruned + distilled model.", ""]
+    lines += ["", "Positive numbers favour the pruned + distilled model. The paired pfgen SE counts question-to-question "
+                  "noise of the seed-averaged difference; the SE over seeds also counts run-to-run noise.", ""]
     return "\n".join(lines)
 
 

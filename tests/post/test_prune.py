@@ -296,6 +296,7 @@ def test_seed_summary_pools_questions_over_seeds_and_refuses_mixed_runs(tmp_path
     pooled = summary["baselines"]["scratch"]["pfgen_score_gain"]  # per-question means over seeds: 0.1, 0.1, 0.2
     assert pooled["diff"] == pytest.approx(0.4 / 3) and pooled["n"] == 3
     assert pooled["se"] == pytest.approx(1 / 30)  # sd of (0.1, 0.1, 0.2) is 1/17.3; over sqrt(3) questions
+    assert summary["baselines"]["scratch"]["pfgen_score_gain_over_seeds"]["per_seed"] == pytest.approx([0.5 / 3, 0.1])
     assert "scratch_charged" not in summary["baselines"]
 
     assert main(["post", "prune-summary", *map(str, runs), "--out", str(tmp_path / "sum")]) == 0
