@@ -314,3 +314,18 @@ def test_seed_summary_pools_questions_over_seeds_and_refuses_mixed_runs(tmp_path
         load_results([runs[0], runs[0]])
     assert main(["post", "prune-summary", str(runs[0]), str(tmp_path / "missing")]) == 2
     assert "expected one prune-study result.json" in capsys.readouterr().err
+
+
+def test_stored_lab_scale_summary_is_what_its_runs_give():
+    """paper/results/prune_lab holds the lab-scale runs (result.json per seed) and their pooled summary; the summary
+    must follow from the runs, so a change to the pooling or a hand-edited number shows up here."""
+    from pathlib import Path
+
+    from experiments.prune_study import load_results, summarize_seeds, summary_markdown
+
+    stored = Path(__file__).resolve().parents[2] / "paper" / "results" / "prune_lab"
+    runs = sorted(stored.glob("seed*"))
+    summary = summarize_seeds(load_results(runs))
+    assert json.loads(json.dumps(summary)) == json.loads((stored / "summary.json").read_text())
+    assert summary_markdown(summary) == (stored / "summary.md").read_text()
+    assert summary["baselines"]["scratch"]["train_tokens"] == summary["distilled_train_tokens"]
