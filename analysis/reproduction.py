@@ -373,7 +373,10 @@ def draw_curve(ax: Any, points: pd.DataFrame, result: FitResult | None, *, group
     if len(scratch):
         ax.axhline(scratch.mean(), color=color, ls="--", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="n (synthetic images)", ylabel="error")
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter, NullLocator
 
-    for axis in (ax.xaxis, ax.yaxis):  # minor tick labels of a short log range overlap
-        axis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels of a short log range overlap
+    # errors often span less than a decade, where a log axis labels nothing: a few plain ticks instead
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_locator(NullLocator())
