@@ -31,7 +31,7 @@ from lab.data.text import RealTextConfig, Tokenizer, TokenizerConfig, text_split
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, stream_batch, train_lm
 from lab.models.plamo import PlamoForCausalLM, get_plamo_config, save_pretrained
 from lab.post.distill import DistillConfig, distill
-from lab.post.measure import paired_difference, per_question
+from lab.post.measure import mean_and_se, paired_difference, per_question
 from lab.post.prune import PruneTarget, check_target, prune_model
 from lab.rundir import RunDir, atomic_write_json, atomic_write_text
 from lab.text_stages import PlamoSpec
@@ -396,9 +396,8 @@ def summarize_seeds(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _over_seeds(values: Sequence[float]) -> dict[str, Any]:
-    mean = sum(values) / len(values)
-    spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
-    return {"mean": mean, "se": spread / len(values) ** 0.5, "per_seed": list(values)}
+    mean, se = mean_and_se(values)
+    return {"mean": mean, "se": se, "per_seed": list(values)}
 
 
 def _seed_mean(results: Sequence[dict[str, Any]], label: str) -> dict[str, float]:

@@ -84,15 +84,22 @@ def per_question(scores: Sequence[Any]) -> dict[str, float]:
     return {qid: sum(values) / len(values) for qid, values in sorted(totals.items())}
 
 
+def mean_and_se(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and its standard error (sample standard deviation / sqrt(n)); one value has no spread (SE 0)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(variance / len(values))
+
+
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     """mean(a - b) over the questions both answered, with the standard error of that mean (paired)."""
     shared = sorted(set(a) & set(b))
     if len(shared) < 2:
         raise ValueError(f"a paired difference needs >= 2 shared questions, got {len(shared)}")
-    diffs = [a[q] - b[q] for q in shared]
-    mean = sum(diffs) / len(diffs)
-    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return {"diff": mean, "se": math.sqrt(variance / len(diffs)), "n": float(len(diffs))}
+    mean, se = mean_and_se([a[q] - b[q] for q in shared])
+    return {"diff": mean, "se": se, "n": float(len(shared))}
 
 
 def build_question_set(generators: Sequence[str], out: Path | str, *, seed: int = 0, questions: int = 24,
