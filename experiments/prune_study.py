@@ -420,7 +420,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines += ["", f"Distilled for {summary['distilled_train_tokens']:,} tokens from a teacher trained for "
                   f"{summary['teacher_train_tokens']:,}.", "",
               "| baseline | its tokens | bits/char: baseline - distilled | relative | pfgen: distilled - baseline "
-              "(paired over questions) | pfgen (SE over seeds) | pfgen per seed |", "|---|---:|---:|---:|---:|---:|---|"]
+              "(paired over questions) | pfgen (SE over seeds) | pfgen per seed |",
+              "|---|---:|---:|---:|---:|---:|---|"]
     for name, row in summary["baselines"].items():
         gain, relative = row["bits_per_char_gain"], row["bits_per_char_gain_relative"]
         line = (f"| {name} | {row['train_tokens']:,} | {gain['mean']:+.4f} +- {gain['se']:.4f} | "
@@ -434,8 +435,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         else:
             line += " - | - | - |"
         lines.append(line)
-    lines += ["", "Positive numbers favour the pruned + distilled model. The paired pfgen SE counts question-to-question "
-                  "noise of the seed-averaged difference; the SE over seeds also counts run-to-run noise.", ""]
+    lines += ["", "Positive numbers favour the pruned + distilled model. The paired pfgen SE counts "
+                  "question-to-question noise of the seed-averaged difference; the SE over seeds also counts "
+                  "run-to-run noise.", ""]
     return "\n".join(lines)
 
 
