@@ -5,7 +5,8 @@ into RGB plus depth, normals, instance and class masks.
     out = create_scene_renderer("torch").render(scene, 64, 64)                 # RenderOutput
 
 Modules: `scene` (the data), `shapes` (shape kinds and object classes), `sampler` (levels lv0..lv7),
-`geometry` (scene -> world meshes, camera maths), `textures`, `renderers` (torch, mitsuba, blender).
+`geometry` (scene -> world meshes, camera maths), `textures`, `renderers` (torch, mitsuba, blender),
+`supersample` (k x k renders -> output size), `writer` (tar shards), `tasks` (training views of the shards).
 """
 
 from synth_render.scene3d.sampler import LEVELS, SceneSampler, SceneSamplerConfig, sample_scene, scene_sampler

@@ -4,10 +4,14 @@ per-sample record stored next to the images (so every task reads labels that agr
 Boxes are `[x0, y0, x1, y1]` in pixels with the far edges exclusive (pixel column j spans [j, j + 1)), which is
 torchvision's box convention and gives COCO's `[x0, y0, x1 - x0, y1 - y0]` directly. Only objects with at least
 `min_pixels` visible pixels are annotated: a fully occluded object has no box and is not in the label vector.
+The writer sets that threshold with `visibility_threshold`: an object a few pixels across cannot be recognised
+at the study's resolution, so it should not be a label the network is asked to predict. The masks themselves
+keep every visible pixel.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -23,6 +27,13 @@ class ObjectAnnotation:
     class_name: str
     bbox: tuple[int, int, int, int]
     area: int
+
+
+def visibility_threshold(width: int, height: int, min_pixels: int = 1, min_visible_fraction: float = 0.0) -> int:
+    """Fewest visible pixels an object needs to be annotated in a width x height image:
+    max(min_pixels, ceil(min_visible_fraction * width * height)) (e.g. 6 at 32x32 and 21 at 64x64 for 4 and
+    0.005). The 1e-9 keeps a product that is an integer up to rounding (0.01 * 100 * 100) from rounding up."""
+    return max(int(min_pixels), math.ceil(min_visible_fraction * width * height - 1e-9))
 
 
 def instance_boxes(instance: np.ndarray) -> dict[int, tuple[tuple[int, int, int, int], int]]:

@@ -158,3 +158,16 @@ def project_points(camera: Camera, width: int, height: int, points: np.ndarray) 
     x = (rel @ right / depth / half_w + 1) * width / 2
     y = (1 - rel @ up / depth / half_h) * height / 2
     return np.stack([x, y], -1), depth
+
+
+def camera_frame_matrix(camera: Camera) -> np.ndarray:
+    """Rows: the camera frame's axes in world coordinates, from `camera_basis` (roll included): x = image right,
+    y = image up, z = towards the camera (-forward). `world_vector @ M.T` is the vector in the camera frame."""
+    forward, right, up = camera_basis(camera)
+    return np.stack([right, up, -forward])
+
+
+def camera_frame_normals(normals: np.ndarray, camera: Camera) -> np.ndarray:
+    """World-space normals [..., 3] in the camera frame (x image right, y image up, z towards the camera),
+    float32; a rotation, so unit normals stay unit and zeros (nothing hit) stay zero."""
+    return (np.asarray(normals, dtype=np.float64) @ camera_frame_matrix(camera).T).astype(np.float32)

@@ -426,9 +426,16 @@ def default_classes() -> list[ShapeClass]:
 
 
 BASIC_CLASSES = ("cube", "sphere", "cylinder", "cone", "pyramid", "torus", "capsule", "hex_prism", "tri_prism", "disc")
+# 20 classes picked by eye for distinct silhouettes: no near-twins such as cylinder / hex_prism / pent_prism
+DISTINCT20_CLASSES = (
+    "cube", "beam", "slab", "sphere", "cylinder", "tube", "disc", "cone", "pyramid", "tetrahedron", "torus",
+    "capsule", "tri_prism", "extrusion_star5", "extrusion_cross", "extrusion_ell", "extrusion_tee",
+    "extrusion_arrow", "extrusion_crescent", "extrusion_heart",
+)
 CLASS_SETS: dict[str, Callable[[list[ShapeClass]], list[ShapeClass]]] = {
     "all": lambda c: c,
     "basic": lambda c: [s for s in c if s.name in BASIC_CLASSES],
+    "distinct20": lambda c: [s for s in c if s.name in DISTINCT20_CLASSES],
     "primitives": lambda c: c[: len(_primitive_classes())],
     "superquadrics": lambda c: [s for s in c if s.kind == "superquadric" and s.name.startswith("superquadric_")],
     "polyhedra": lambda c: [s for s in c if s.kind == "convex"],

@@ -8,8 +8,11 @@ which must be photometric: boxes and masks are not moved with the image). Target
                   (class_id + 1; 0 is background as torchvision's detectors expect), masks uint8 [K, H, W],
                   image_id int64 (the sample index); batch it with `detection_collate`
     segmentation  int64 [H, W]: the semantic mask (0 background, class_id + 1 for objects)
-    normals       dict: normals float32 [3, H, W] (world-space unit normals, 0 where invalid), valid bool [H, W]
-                  (pixels where a surface was hit)
+    normals       dict: normals float32 [3, H, W] (unit normals facing the camera, 0 where invalid), valid bool
+                  [H, W] (pixels where a surface was hit). The frame is the folder's `normals_frame` (the
+                  dataset's `normals_frame` attribute): "camera" (the writer's default) has x = image right,
+                  y = image up, z = towards the camera, inferable from the image alone; "world" is the scene's
+                  z-up frame, which needs the camera pose (folders from before the manifest recorded a frame)
     depth         dict: depth float32 [1, H, W] (metres, 0 where invalid), valid bool [H, W]
 
 `num_classes` of a dataset is the number of object classes C (segmentation and detection use C + 1 ids).
@@ -95,6 +98,10 @@ class SegmentationDataset(SceneTaskDataset):
 @SCENE_TASKS.register("normals")
 class NormalsDataset(SceneTaskDataset):
     fields = ("normals.npy", "depth.npy")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.normals_frame: str = self.manifest.get("normals_frame", "world")
 
     def target(self, sample: dict[str, Any]) -> dict[str, torch.Tensor]:
         valid = torch.from_numpy(np.isfinite(sample["depth.npy"]))

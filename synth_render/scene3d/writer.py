@@ -7,11 +7,23 @@ large render are a nested subset. Per sample the tar holds (key = the index as 9
 
     <key>.rgb.png       uint8 [H, W, 3]
     <key>.depth.npy     float32 [H, W], z-depth in metres along the camera axis, +inf where nothing is hit
-    <key>.normals.npy   float32 [H, W, 3], world-space unit normals facing the camera, 0 where nothing is hit
+    <key>.normals.npy   float32 [H, W, 3], unit normals facing the camera, 0 where nothing is hit, in the frame
+                        `normals_frame` names (config, manifest and each sample's JSON):
+                        camera (default): x = image right, y = image up, z = towards the camera, the axes
+                        `geometry.camera_frame_matrix` derives from the scene's Camera (look-at, up, roll) as
+                        every engine builds its rays; a surface seen head-on is (0, 0, 1), and a visible
+                        surface has z > 0 except at grazing angles near the image border (the test of facing
+                        is against the pixel's ray, not the optical axis). Inferable from the image alone.
+                        world: the scene's frame (z up); depends on the camera pose, which the image only hints.
     <key>.instance.png  uint16 [H, W], 0 = room/background, k = scene.objects[k - 1]
     <key>.semantic.png  uint16 [H, W], 0 = background, class_id + 1 for objects
-    <key>.json          key, index, seed, level, engine, size, the scene, and its annotations (objects with
-                        boxes, labels, multilabel); see `annotations.annotation_record`
+    <key>.json          key, index, seed, level, engine, size, normals_frame, the scene, and its annotations
+                        (objects with boxes, labels, multilabel); see `annotations.annotation_record`. Only
+                        objects with at least `label_min_pixels` visible pixels are annotated (see
+                        `Scene3DRendererConfig.label_min_pixels`); the masks keep every visible pixel.
+
+With `supersample` k > 1 the engine renders (k W, k H) and `supersample.downsample_outputs` turns that into the
+(W, H) fields above (RGB block means; masks, depth and normals from each block's majority instance).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -27,12 +39,28 @@ import torch
 from lab.data.tar_shards import KEY, TAR_FORMAT
 from lab.rundir import to_plain
 from synth_render.registry import RENDERERS
-from synth_render.scene3d.annotations import annotation_record
+from synth_render.scene3d.annotations import annotation_record, visibility_threshold
+from synth_render.scene3d.geometry import camera_frame_normals
 from synth_render.scene3d.renderers import SCENE_RENDERERS, SceneRenderer, create_scene_renderer
 from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
-from synth_render.scene3d.scene import Scene
+from synth_render.scene3d.scene import Camera, Scene
+from synth_render.scene3d.supersample import MAX_SUPERSAMPLE, downsample_outputs
 
 SAMPLE_FIELDS = ("rgb.png", "depth.npy", "normals.npy", "instance.png", "semantic.png", "json")
+
+
+@dataclass(frozen=True)
+class NormalsFrame:
+    """A frame normals.npy can be stored in: its axes in words (for the manifest) and world -> frame."""
+
+    axes: str
+    convert: Callable[[np.ndarray, Camera], np.ndarray]
+
+
+NORMALS_FRAMES = {
+    "camera": NormalsFrame("x = image right, y = image up, z = towards the camera", camera_frame_normals),
+    "world": NormalsFrame("the scene's world frame (right-handed, z up)", lambda normals, camera: normals),
+}
 
 
 def sample_key(index: int) -> str:
@@ -50,7 +78,10 @@ class Scene3DRendererConfig:
     width: int = 64
     height: int = 64
     shard_size: int = 256
-    min_pixels: int = 1  # an object needs this many visible pixels to get a box and a label
+    min_pixels: int = 4  # an object needs this many visible pixels (at width x height) to get a box and a label
+    min_visible_fraction: float = 0.005  # ... and this fraction of the image's pixels (see label_min_pixels)
+    supersample: int = 1  # k: render at (k width, k height), area-downsample (supersample.downsample_outputs)
+    normals_frame: str = "camera"  # camera | world: the frame of normals.npy (see the module docstring)
     sampler: SceneSamplerConfig = field(default_factory=SceneSamplerConfig)  # knobs left None come from the level
     engine_options: dict[str, Any] = field(default_factory=dict)  # passed to the engine (e.g. spp for mitsuba)
 
@@ -59,6 +90,11 @@ class Scene3DRendererConfig:
             raise ValueError(f"renderer.sampler.level={self.sampler.level} disagrees with renderer.level={self.level}; "
                              "set renderer.level only")
         return replace(self.sampler, level=self.level)
+
+    def label_min_pixels(self) -> int:
+        """Visible pixels an object needs to be annotated, at the output size: max(min_pixels,
+        ceil(min_visible_fraction * width * height)), e.g. 6 at 32x32 and 21 at 64x64 with the defaults."""
+        return visibility_threshold(self.width, self.height, self.min_pixels, self.min_visible_fraction)
 
     def validate(self) -> None:
         """Every check that needs no rendering: names, sizes, sampler knobs and classes, the engine's name."""
@@ -70,6 +106,14 @@ class Scene3DRendererConfig:
             raise ValueError(f"renderer.shard_size must be positive, got {self.shard_size}")
         if self.min_pixels < 1:
             raise ValueError(f"renderer.min_pixels must be >= 1, got {self.min_pixels}")
+        if not 0 <= self.min_visible_fraction < 1:
+            raise ValueError(f"renderer.min_visible_fraction must lie in [0, 1), got {self.min_visible_fraction}")
+        if int(self.supersample) != self.supersample or not 1 <= self.supersample <= MAX_SUPERSAMPLE:
+            raise ValueError(f"renderer.supersample must be an integer in [1, {MAX_SUPERSAMPLE}], "
+                             f"got {self.supersample}")
+        if self.normals_frame not in NORMALS_FRAMES:
+            raise ValueError(f"renderer.normals_frame must be one of {', '.join(NORMALS_FRAMES)}, "
+                             f"got {self.normals_frame!r}")
         try:
             scene_sampler(self.sampler_config())
         except (ValueError, FileNotFoundError) as error:
@@ -113,17 +157,20 @@ class Scene3DGenerator:
     def __call__(self, index: int) -> dict[str, Any]:
         cfg = self.config
         scene = self.scene(index)
-        out = self.engine().render(scene, cfg.width, cfg.height)
+        k = int(cfg.supersample)
+        out = downsample_outputs(self.engine().render(scene, k * cfg.width, k * cfg.height), k)
+        normals = NORMALS_FRAMES[cfg.normals_frame].convert(out.normals, scene.camera)
         record = {
             "key": sample_key(index), "index": index, "seed": cfg.seed, "level": cfg.level, "engine": cfg.engine,
-            "width": cfg.width, "height": cfg.height, "scene": scene.to_dict(),
-            **annotation_record(scene, out.instance, num_classes=len(self.class_names), min_pixels=cfg.min_pixels),
+            "width": cfg.width, "height": cfg.height, "normals_frame": cfg.normals_frame, "scene": scene.to_dict(),
+            **annotation_record(scene, out.instance, num_classes=len(self.class_names),
+                                min_pixels=cfg.label_min_pixels()),
         }
         return {
             KEY: sample_key(index),
             "rgb.png": np.asarray(out.rgb, dtype=np.uint8),
             "depth.npy": np.asarray(out.depth, dtype=np.float32),
-            "normals.npy": np.asarray(out.normals, dtype=np.float32),
+            "normals.npy": np.asarray(normals, dtype=np.float32),
             "instance.png": _uint16(out.instance, "instance"),
             "semantic.png": _uint16(out.semantic, "semantic"),
             "json": record,
@@ -133,6 +180,10 @@ class Scene3DGenerator:
         return {
             "class_names": self.class_names,
             "fields": list(SAMPLE_FIELDS),
+            "normals_frame": self.config.normals_frame,
+            "normals_axes": NORMALS_FRAMES[self.config.normals_frame].axes,
+            "label_min_pixels": self.config.label_min_pixels(),
+            "supersample": self.config.supersample,
             "sample_key": "index as 9 digits (000000012)",
             "sample_seed": "numpy.random.default_rng([seed, index]) drives sample_scene(sampler, seed, index)",
             "sampler": to_plain(scene_sampler(self.sampler).config),

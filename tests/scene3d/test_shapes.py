@@ -7,7 +7,14 @@ import pytest
 import trimesh
 
 from lab.registry import UnknownNameError
-from synth_render.scene3d.shapes import CLASS_SETS, class_set, default_classes, mesh_folder_classes, object_mesh
+from synth_render.scene3d.shapes import (
+    CLASS_SETS,
+    DISTINCT20_CLASSES,
+    class_set,
+    default_classes,
+    mesh_folder_classes,
+    object_mesh,
+)
 
 
 def test_catalogue_has_at_least_fifty_distinct_classes():
@@ -15,7 +22,14 @@ def test_catalogue_has_at_least_fifty_distinct_classes():
     assert len(classes) >= 50
     assert len({c.name for c in classes}) == len(classes)
     assert len(class_set("digits")) == 10 and len(class_set("basic")) == 10
-    assert set(CLASS_SETS) >= {"all", "basic", "primitives", "superquadrics", "polyhedra", "digits", "letters"}
+    assert set(CLASS_SETS) >= {"all", "basic", "distinct20", "primitives", "superquadrics", "polyhedra", "digits",
+                               "letters"}  # fmt: skip
+
+
+def test_distinct20_names_twenty_catalogue_classes():
+    assert [c.name for c in class_set("distinct20")] == [c.name for c in default_classes()
+                                                         if c.name in DISTINCT20_CLASSES]  # fmt: skip
+    assert len(class_set("distinct20")) == len(set(DISTINCT20_CLASSES)) == 20
 
 
 @pytest.mark.parametrize("shape", default_classes(), ids=lambda c: c.name)

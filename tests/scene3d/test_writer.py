@@ -13,12 +13,14 @@ from torch.utils.data import DataLoader
 from lab.data.shards import CorruptShardError
 from lab.data.tar_shards import INDEX, KEY, TarShardDataset, iter_tar_samples, write_subset_manifest
 from synth_render.dataset import render_dataset
-from synth_render.scene3d.annotations import instance_boxes
+from synth_render.scene3d.annotations import instance_boxes, visibility_threshold
 from synth_render.scene3d.coco import export_coco, rle_to_mask
 from synth_render.scene3d.sampler import SceneSamplerConfig
-from synth_render.scene3d.writer import SAMPLE_FIELDS, Scene3DRendererConfig
+from synth_render.scene3d.shapes import class_set
+from synth_render.scene3d.writer import SAMPLE_FIELDS, Scene3DGenerator, Scene3DRendererConfig
 
 COUNT, SHARD = 12, 5  # three shards, the last one short
+THRESHOLD = 6  # visible pixels an object needs for a box and a label at 32x32: ceil(0.005 * 32 * 32)
 
 
 def toy_config(**overrides) -> Scene3DRendererConfig:
@@ -48,6 +50,8 @@ def test_layout_and_manifest(rendered):
     assert manifest["generator"]["level"] == "lv5" and manifest["generator"]["engine"] == "torch"
     assert manifest["sampler"]["light"] == "random"  # the level's knobs, resolved
     assert len(manifest["class_names"]) == 84 and manifest["fields"] == list(SAMPLE_FIELDS)
+    assert manifest["normals_frame"] == "camera" and manifest["normals_axes"].startswith("x = image right")
+    assert manifest["label_min_pixels"] == THRESHOLD and manifest["supersample"] == 1
 
     with tarfile.open(rendered / "shard-000000.tar") as tar:
         members = tar.getmembers()
@@ -73,19 +77,21 @@ def test_fields_have_the_documented_types_and_agree_with_each_other(rendered):
         # the semantic mask is the instance mask mapped through the scene's classes
         lookup = np.array([0] + [o["class_id"] + 1 for o in objects])
         np.testing.assert_array_equal(semantic, lookup[instance])
-        # every visible object has exactly its mask's box, area and class; the label vector lists those classes
+        # every object with enough visible pixels has exactly its mask's box, area and class; the label vector
+        # lists those classes; smaller ones stay in the masks but get no box and no label
         boxes = instance_boxes(instance)
-        assert [o["instance_id"] for o in record["objects"]] == sorted(boxes)
+        labelled = sorted(i for i, (_, area) in boxes.items() if area >= THRESHOLD)
+        assert [o["instance_id"] for o in record["objects"]] == labelled
         for obj in record["objects"]:
             assert tuple(obj["bbox"]) == boxes[obj["instance_id"]][0]
             assert obj["area"] == int((instance == obj["instance_id"]).sum())
             assert obj["class_id"] == objects[obj["instance_id"] - 1]["class_id"]
             boxes_seen += 1
-        present = sorted(set(np.unique(semantic).tolist()) - {0})
-        assert record["labels"] == [c - 1 for c in present]
+        assert record["labels"] == sorted({objects[i - 1]["class_id"] for i in labelled})
         assert np.flatnonzero(record["multilabel"]).tolist() == record["labels"]
         hit = np.isfinite(depth)
         np.testing.assert_allclose(np.linalg.norm(normals[hit], axis=-1), 1.0, atol=1e-3)
+        assert record["normals_frame"] == "camera"
     assert boxes_seen >= COUNT  # several objects per scene: the check above is not vacuous
 
 
@@ -196,3 +202,68 @@ def test_pycocotools_reads_the_export(rendered, tmp_path):
         mask = api.annToMask(ann).astype(bool)
         instance = samples[ann["image_id"]]["instance.png"]
         assert mask.sum() == ann["area"] and len(np.unique(instance[mask])) == 1
+
+
+def test_visibility_threshold_is_the_larger_of_pixels_and_image_fraction():
+    assert visibility_threshold(32, 32, 4, 0.005) == 6 == Scene3DRendererConfig(width=32, height=32).label_min_pixels()
+    assert visibility_threshold(64, 64, 4, 0.005) == 21 == Scene3DRendererConfig().label_min_pixels()
+    assert visibility_threshold(32, 32, 10, 0.005) == 10 and visibility_threshold(32, 32, 4, 0.0) == 4
+    assert visibility_threshold(100, 100, 1, 0.01) == 100  # 0.01 * 100 * 100 is 100.00000000000001 in floats
+
+
+@pytest.mark.parametrize("settings, threshold", [
+    ({}, 6), ({"min_pixels": 1, "min_visible_fraction": 0.0}, 1), ({"min_pixels": 20}, 20),
+    ({"min_visible_fraction": 0.02}, 21),
+])  # fmt: skip
+def test_only_objects_over_the_threshold_get_boxes_and_labels(settings, threshold):
+    """lv7 at 32x32 (10 objects, many of them small): the masks are the same whatever the threshold; the
+    record lists exactly the objects with at least `threshold` visible pixels."""
+    generator = Scene3DGenerator(Scene3DRendererConfig(level="lv7", width=32, height=32, **settings))
+    reference = Scene3DGenerator(Scene3DRendererConfig(level="lv7", width=32, height=32, min_pixels=1,
+                                                       min_visible_fraction=0.0))  # fmt: skip
+    assert generator.config.label_min_pixels() == threshold
+    dropped = 0
+    for index in range(4):
+        sample, everything = generator(index), reference(index)
+        np.testing.assert_array_equal(sample["instance.png"], everything["instance.png"])
+        areas = {i: area for i, (_, area) in instance_boxes(sample["instance.png"]).items()}
+        assert [o["instance_id"] for o in everything["json"]["objects"]] == sorted(areas)
+        kept = [o["instance_id"] for o in sample["json"]["objects"]]
+        assert kept == sorted(i for i, area in areas.items() if area >= threshold)
+        objects = sample["json"]["scene"]["objects"]
+        assert sample["json"]["labels"] == sorted({objects[i - 1]["class_id"] for i in kept})
+        dropped += len(areas) - len(kept)
+    assert dropped >= (1 if threshold > 1 else 0) and (dropped == 0) == (threshold == 1)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"min_visible_fraction": 1.0}, r"min_visible_fraction must lie in \[0, 1\), got 1.0"),
+    ({"min_visible_fraction": -0.01}, "min_visible_fraction must lie in"),
+    ({"min_pixels": 0}, "min_pixels must be >= 1"),
+    ({"supersample": 0}, r"supersample must be an integer in \[1, 8\], got 0"),
+    ({"supersample": 9}, r"supersample must be an integer in \[1, 8\]"),
+    ({"supersample": 1.5}, r"supersample must be an integer in \[1, 8\]"),
+])  # fmt: skip
+def test_bad_label_and_supersample_settings_fail_before_any_work(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Scene3DRendererConfig(**settings).validate()
+
+
+def test_fewer_larger_objects_and_a_class_subset_pass_through_the_sampler_knobs():
+    """The issue's "tasks learnable at the study's resolution" knobs: 1-2 larger objects of a 20-class set,
+    seen from closer; the writer's class list, the manifest's sampler and the scenes all follow them."""
+    sampler = SceneSamplerConfig(class_sets=["distinct20"], objects_per_scene=[1, 2], object_radius=[0.12, 0.18],
+                                 camera_radius=[0.5, 0.7])  # fmt: skip
+    generator = Scene3DGenerator(Scene3DRendererConfig(level="lv4", width=32, height=32, sampler=sampler))
+    assert generator.class_names == [c.name for c in class_set("distinct20")] and len(generator.class_names) == 20
+    extra = generator.manifest_extra()
+    assert extra["sampler"]["objects_per_scene"] == [1, 2] and extra["sampler"]["class_sets"] == ["distinct20"]
+    assert extra["sampler"]["light"] == "random"  # the rest still comes from the level
+    for index in range(4):
+        scene = generator.scene(index)
+        assert 1 <= len(scene.objects) <= 2
+        assert all(0.12 <= o.scale <= 0.18 and o.class_name in generator.class_names for o in scene.objects)
+        target = np.mean([o.position for o in scene.objects], axis=0)
+        assert 0.5 <= np.linalg.norm(np.subtract(scene.camera.position, target)) <= 0.7
+        sample = generator(index)
+        assert sample["json"]["objects"] and max(o["area"] for o in sample["json"]["objects"]) >= 40
