@@ -74,8 +74,7 @@ def validate(config: DemoConfig) -> None:
         config.launcher.validate()
         config.renderer.validate()
         config.pretrain.train_config(max(config.n)).validate("pretrain")
-        config.finetune.train_config().validate("finetune")
-        config.finetune.train_config(from_scratch=True).validate("finetune")
+        config.finetune.validate("finetune", config.data)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     pool = pool_size(config.data)
@@ -173,10 +172,34 @@ def write_report(config: DemoConfig, table: pd.DataFrame, fits: dict[int, Any], 
                          f"({scratch.mean() - largest:+.2%} points from pre-training).")
     for s, reason in sorted(unfitted.items()):
         lines += ["", f"## s = {s}: not fitted", "", reason]
+    lines += baseline_lines(table, config)
     lines += ["", "## Compute per stage (seconds summed over the jobs that made these results; jobs ran in parallel)", "",
               "| stage | seconds |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += ["", "Files: `results.csv` (tidy table), `fit.json`, `scaling.png`, `config.yaml`.", ""]
     return "\n".join(lines)
+
+
+def baseline_lines(table: pd.DataFrame, config: DemoConfig) -> list[str]:
+    """Every learned component against its trivial baseline: each pre-training's held-out synthetic error vs
+    the majority class, each fine-tune's test error vs the label prior; failures are named."""
+    rows = table[table.metric == "top1"]
+    lines = ["", "## Trivial baselines", ""]
+    trained = rows[rows.n > 0].drop_duplicates("pretrain_hash")
+    if "pretrain_heldout" in trained.columns and trained.pretrain_heldout.notna().any():
+        beaten = trained.pretrain_beats_baseline.astype(str) == "True"
+        lines.append(f"Pre-training ({config.pretrain.steps_for(max(config.n))} steps for every n, budget "
+                     f"`{config.pretrain.budget}`): held-out synthetic top-1 error {trained.pretrain_heldout.min():.2%}"
+                     f" to {trained.pretrain_heldout.max():.2%} vs {trained.pretrain_heldout_baseline.max():.2%} "
+                     f"for the majority class; {int(beaten.sum())} of {len(trained)} pre-trainings beat it.")
+        for row in trained[~beaten].itertuples():
+            lines.append(f"- NOT LEARNED: pre-training n={row.n} seed={row.seed} ({row.pretrain_heldout:.2%})")
+    if "baseline_error" in rows.columns and rows.baseline_error.notna().any():
+        beaten = rows.beats_baseline.astype(str) == "True"
+        lines.append(f"Fine-tuning: {int(beaten.sum())} of {len(rows)} runs beat the label prior "
+                     f"({rows.baseline_error.max():.2%} test error).")
+        for row in rows[~beaten].itertuples():
+            lines.append(f"- DID NOT BEAT THE PRIOR: n={row.n} s={row.s} seed={row.seed} ({row.error:.2%})")
+    return lines
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
@@ -190,7 +213,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     started = time.perf_counter()
     dataset_dir = out / "render" / f"{config.renderer.name}-seed{config.renderer.seed}-{config_hash(config.renderer)}"
     if max(config.n) > 0:
-        render_dataset(config.renderer, max(config.n), dataset_dir, workers=config.render_workers)
+        render_dataset(config.renderer, config.pretrain.render_count(max(config.n)), dataset_dir,
+                       workers=config.render_workers)
     timings["render"] = time.perf_counter() - started
 
     jobs = plan_points(config, dataset_dir)

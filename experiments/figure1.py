@@ -31,7 +31,7 @@ from lab.data.shards import sidecar_path
 from lab.data.tar_shards import TAR_FORMAT
 from lab.launch import LauncherConfig
 from lab.models import ModelConfig, check_model_name
-from lab.pretrain_tasks import PRETRAIN_TASKS, HeadConfig
+from lab.pretrain_tasks import PRETRAIN_TASKS, AugmentConfig, HeadConfig
 from lab.rundir import atomic_write_json, atomic_write_text, config_hash
 from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, run_finetune
 from lab.stages3d import Pretrain3DJob, run_pretrain_3d
@@ -57,16 +57,20 @@ class Figure1StudyConfig:
     """The grid. Defaults are the CPU-sized full study (see the report for its cost); `figure1_toy` shrinks it."""
 
     tasks: list[str] = field(default_factory=lambda: ["multilabel", "segmentation", "normals", "detection"])
-    targets: list[str] = field(default_factory=lambda: ["mnist", "sklearn_digits", "lfw_faces"])
+    targets: list[str] = field(default_factory=lambda: ["fashion_mnist", "mnist"])
     n: list[int] = field(default_factory=lambda: [0, 1000, 2000, 4000, 8000, 16000])
-    s: list[int] = field(default_factory=lambda: [50])
+    s: list[int] = field(default_factory=lambda: [600])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    test_size: dict[str, int] = field(default_factory=lambda: {"mnist": 1000, "sklearn_digits": 500,
-                                                               "lfw_faces": 100})
+    # held-out real images per target (fashion_mnist: 0 = its whole official 10k test set)
+    test_size: dict[str, int] = field(default_factory=lambda: {"fashion_mnist": 0, "mnist": 1000,
+                                                               "sklearn_digits": 500, "lfw_faces": 100})
+    # validation images carved from each target's pool, on which finetune.lr_grid is chosen (0 = none)
+    val_size: dict[str, int] = field(default_factory=dict)
     renderer: Scene3DRendererConfig = field(default_factory=_renderer)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
@@ -127,12 +131,17 @@ def validate_study(study: Figure1StudyConfig) -> None:
         raise ConfigError(f"study.model.in_chans must be 1: scenes are pre-trained in grey like the real targets, "
                           f"got {study.model.in_chans}")
     if study.pretrain.augment:
-        raise ConfigError("study.pretrain.augment must be false (masks and boxes would have to move with the image)")
+        raise ConfigError("study.pretrain.augment must be false (the digits' random affine would not move masks "
+                          "and boxes with the image); use study.augment (flip, invert)")
     check_model_name(study.model.name)
+    unknown = sorted(set(study.val_size) - set(study.targets))
+    if unknown:
+        raise ConfigError(f"study.val_size names {unknown}, which are not study.targets {study.targets}")
     try:
         study.renderer.validate()
         study.pretrain.train_config(max(study.n)).validate("study.pretrain")
-        study.finetune.train_config().validate("study.finetune")
+        study.augment.validate("study.augment")
+        study.finetune.validate("study.finetune")
     except ValueError as error:
         raise ConfigError(str(error)) from None
     for target in study.targets:
@@ -140,13 +149,17 @@ def validate_study(study: Figure1StudyConfig) -> None:
             raise ConfigError(f"target {target!r} reads a folder; figure1 targets are the built-in real datasets")
         if target not in study.test_size:
             raise ConfigError(f"study.test_size has no entry for target {target!r} (it has {sorted(study.test_size)})")
-        pool = pool_size(target_data(study, target))
+        try:
+            study.finetune.validate("study.finetune", target_data(study, target))
+            pool = pool_size(target_data(study, target))
+        except (ValueError, FileNotFoundError) as error:
+            raise ConfigError(f"target {target}: {error}") from None
         if max(study.s) > pool:
             raise ConfigError(f"s={max(study.s)} is larger than the {target} fine-tuning pool ({pool} images)")
 
 
 def target_data(study: Figure1StudyConfig, target: str) -> RealDataConfig:
-    return RealDataConfig(name=target, test_size=study.test_size[target])
+    return RealDataConfig(name=target, test_size=study.test_size[target], val_size=study.val_size.get(target, 0))
 
 
 def render_folder(config: Figure1Config, renderer: Scene3DRendererConfig | None = None) -> Path:
@@ -160,7 +173,8 @@ def plan_figure1(config: Figure1Config) -> Plan:
     cells = validate(config)
     counts: dict[str, int] = {}  # one render per renderer config, as large as its largest n
     for _, study in cells:
-        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0), max(study.n))
+        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0),
+                                                  study.pretrain.render_count(max(study.n)))
     tasks: dict[str, Task] = {}
     renders: dict[str, list[str]] = {}
     points: list[dict[str, Any]] = []
@@ -205,7 +219,8 @@ def _add_study_tasks(config: Figure1Config, study: Figure1StudyConfig, count: in
                     pretrain = Pretrain3DJob(root=config.root, experiment=config.name, dataset=str(dataset),
                                              dataset_id=dataset_id, task=task_name, n=n, seed=seed,
                                              image_size=renderer.width, num_classes=num_classes, model=study.model,
-                                             train=study.pretrain, head=study.head, threads=threads)
+                                             train=study.pretrain, head=study.head, augment=study.augment,
+                                             threads=threads)
                     run = pretrain.run_dir()
                     tasks.setdefault(f"pretrain/{run.hash}", Task(
                         key=f"pretrain/{run.hash}", stage="pretrain", fn=pretrain_after_render,
@@ -251,6 +266,16 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             .rename(columns={"mean": "error_mean", "std": "error_std", "count": "seeds"}))
 
 
+def pretrain_checks(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per pre-training: its held-out synthetic metric, the trivial predictor's, and whether it beat it."""
+    columns = ["pretrain_hash", "pretrain_task", "level", "model", "n", "seed", "pretrain_metric",
+               "pretrain_heldout", "pretrain_heldout_baseline", "pretrain_beats_baseline"]
+    rows = table[(table.metric == METRIC) & (table.n > 0)]
+    present = [c for c in columns if c in rows.columns]
+    return rows[present].drop_duplicates("pretrain_hash").sort_values(["pretrain_task", "n", "seed"],
+                                                                        ignore_index=True)
+
+
 def write_report(config: Figure1Config, table: pd.DataFrame, fits: dict[str, Any], unfitted: dict[str, str],
                  seconds: float) -> str:
     study = config.study
@@ -263,6 +288,19 @@ def write_report(config: Figure1Config, table: pd.DataFrame, fits: dict[str, Any
         std = "" if pd.isna(row.error_std) else f"{row.error_std:.2%}"
         lines.append(f"| {row.model} | {row.level} | {row.pretrain_task} | {row.target} | {row.s} | {row.n} | "
                      f"{row.error_mean:.2%} | {std} | {row.seeds} |")
+    checks = pretrain_checks(table)
+    if "pretrain_beats_baseline" in checks.columns and len(checks):
+        failed = checks[checks.pretrain_beats_baseline.astype(str) != "True"]
+        lines += ["", "## Did every pre-training learn? (held-out synthetic scenes vs the trivial predictor)", "",
+                  f"{len(checks) - len(failed)} of {len(checks)} pre-trainings beat their trivial baseline "
+                  "(class frequencies / the pixel prior / the mean normal / constant centre rates) on held-out "
+                  "scenes." + (" NOT LEARNED: the rows marked below measured a perturbed random init, not "
+                               "transfer." if len(failed) else ""), "",
+                  "| task | n | seed | metric | held-out | trivial | beats |", "|---|---|---|---|---|---|---|"]
+        for row in checks.itertuples():
+            mark = "yes" if str(row.pretrain_beats_baseline) == "True" else "**NO**"
+            lines.append(f"| {row.pretrain_task} | {row.n} | {row.seed} | {row.pretrain_metric} | "
+                         f"{row.pretrain_heldout:.4f} | {row.pretrain_heldout_baseline:.4f} | {mark} |")
     for key, result in sorted(fits.items()):
         lines += ["", f"## {key}: L(n) = D n^-alpha + C (n > 0)", "", "```", result.report(), "```"]
     for key, reason in sorted(unfitted.items()):
@@ -300,6 +338,11 @@ def plot_panels(table: pd.DataFrame, fits: dict[str, Any], path: Path) -> None:
         else:
             ax.plot(trained.n, trained.error, "o")
             ax.set(xscale="log", yscale="log", title=f"{key} (not fitted)")
+        if "pretrain_beats_baseline" in trained.columns:  # pre-trainings that learned nothing: a red cross
+            unlearned = trained[trained.pretrain_beats_baseline.astype(str) == "False"]
+            if len(unlearned):
+                ax.scatter(unlearned.n, unlearned.error, marker="x", color="red", s=40, zorder=5,
+                           label="pre-training did not beat its trivial baseline")
         if len(scratch):
             ax.axhline(scratch.mean(), color="grey", ls="--", label=f"scratch {scratch.mean():.1%}")
             ax.legend(fontsize=7)

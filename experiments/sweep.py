@@ -79,7 +79,8 @@ def plan_sweep(config: SweepConfig) -> Plan:
     points: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for _, study in cells:  # one render per renderer config, as large as its largest n
-        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0), max(study.n))
+        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0),
+                                                  study.pretrain.render_count(max(study.n)))
     renders: dict[str, list[str]] = {}
     for overrides, study in cells:
         dataset_id = config_hash(study.renderer)

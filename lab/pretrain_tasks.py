@@ -44,6 +44,28 @@ class HeadConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Pre-training augmentation of 3D scenes, off by default (the renderer already randomises every view).
+
+    flip: mirror half of each batch left-right, targets mirrored with it (masks, boxes, and the x of
+    camera-frame normals). invert: the probability of inverting an image's brightness (x -> -x after
+    normalisation), which makes dark-on-light and light-on-dark equally familiar; photometric, so targets stay.
+    Draws are a pure function of (seed, step), so a resumed run continues exactly.
+    """
+
+    flip: bool = False
+    invert: float = 0.0
+
+    def validate(self, prefix: str) -> None:
+        if not 0.0 <= self.invert <= 1.0:
+            raise ValueError(f"{prefix}.invert is a probability in [0, 1], got {self.invert}")
+
+    @property
+    def active(self) -> bool:
+        return self.flip or self.invert > 0
+
+
+@dataclass
 class SceneArrays:
     """The first n samples of a render, decoded once: grey images and the task's targets."""
 
@@ -114,7 +136,23 @@ class PretrainTask:
     def batch(self, targets: Any, index: torch.Tensor) -> Any:
         return targets[index]
 
+    def forward(self, body: nn.Module, head: nn.Module, x: torch.Tensor) -> Any:
+        """The task's raw outputs for a batch (what `loss_of` scores)."""
+        raise NotImplementedError
+
+    def loss_of(self, outputs: Any, target: Any) -> torch.Tensor:
+        raise NotImplementedError
+
     def loss(self, body: nn.Module, head: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
+        return self.loss_of(self.forward(body, head, x), target)
+
+    def constant_outputs(self, train_targets: Any, x: torch.Tensor) -> Any:
+        """The trivial predictor's outputs for batch `x`: the best input-independent guess learned from the
+        training targets (class frequencies, the mean normal, ...). A pre-training must beat its loss."""
+        raise NotImplementedError
+
+    def flip(self, target: Any, width: int) -> Any:
+        """The batch target of horizontally flipped images."""
         raise NotImplementedError
 
 
@@ -128,8 +166,18 @@ class MultiLabelTask(PretrainTask):
     def targets(self, examples: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(examples).to(torch.uint8)
 
-    def loss(self, body, head, x, target):
-        return F.binary_cross_entropy_with_logits(body(x), target.float())
+    def forward(self, body, head, x):
+        return body(x)
+
+    def loss_of(self, outputs, target):
+        return F.binary_cross_entropy_with_logits(outputs, target.float())
+
+    def constant_outputs(self, train_targets, x):
+        frequency = train_targets.float().mean(0).clamp(1e-4, 1 - 1e-4)
+        return torch.logit(frequency).expand(x.shape[0], -1)
+
+    def flip(self, target, width):
+        return target
 
 
 class DenseTask(PretrainTask):
@@ -140,7 +188,7 @@ class DenseTask(PretrainTask):
     def build_head(self, body: nn.Module) -> nn.Module:
         return self.decoder(body, self.outputs, stride=4)
 
-    def predict(self, body: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, body: nn.Module, head: nn.Module, x: torch.Tensor) -> torch.Tensor:
         features = body.forward_intermediates(x, intermediates_only=True)
         size = (x.shape[-2] // 4, x.shape[-1] // 4)
         return F.interpolate(head(features, size), size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -159,8 +207,17 @@ class SegmentationTask(DenseTask):
     def targets(self, examples: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(examples).to(torch.uint8 if self.num_classes < 255 else torch.int16)
 
-    def loss(self, body, head, x, target):
-        return F.cross_entropy(self.predict(body, head, x), target.long())
+    def loss_of(self, outputs, target):
+        return F.cross_entropy(outputs, target.long())
+
+    def constant_outputs(self, train_targets, x):
+        """Log pixel frequencies of every id (the per-pixel class prior; its argmax is the majority class)."""
+        counts = torch.bincount(train_targets.long().flatten(), minlength=self.outputs).float()
+        log_prior = torch.log((counts / counts.sum()).clamp(min=1e-6))
+        return log_prior[None, :, None, None].expand(x.shape[0], -1, *x.shape[-2:])
+
+    def flip(self, target, width):
+        return target.flip(-1)
 
 
 @PRETRAIN_TASKS.register("normals")
@@ -177,10 +234,22 @@ class NormalsTask(DenseTask):
     def batch(self, targets, index):
         return {k: v[index] for k, v in targets.items()}
 
-    def loss(self, body, head, x, target):
-        cosine = F.cosine_similarity(self.predict(body, head, x), target["normals"].float(), dim=1, eps=1e-6)
+    def loss_of(self, outputs, target):
+        cosine = F.cosine_similarity(outputs, target["normals"].float(), dim=1, eps=1e-6)
         valid = target["valid"]
         return (1.0 - cosine)[valid].sum() / valid.sum().clamp(min=1)
+
+    def constant_outputs(self, train_targets, x):
+        """The mean normal over every valid training pixel (the direction that minimises 1 - cos on average)."""
+        valid = train_targets["valid"]
+        mean = (train_targets["normals"].float() * valid[:, None]).sum((0, 2, 3))
+        return (mean / mean.norm().clamp(min=1e-6))[None, :, None, None].expand(x.shape[0], -1, *x.shape[-2:])
+
+    def flip(self, target, width):
+        """Mirror the image: pixels move, and a camera-frame normal's x (image right) changes sign."""
+        normals = target["normals"].flip(-1).clone()
+        normals[:, 0] = -normals[:, 0]
+        return {"normals": normals, "valid": target["valid"].flip(-1)}
 
 
 @PRETRAIN_TASKS.register("detection")
@@ -220,11 +289,29 @@ class DetectionTask(PretrainTask):
                 mask[b, iy, ix] = True
         return heat, size, mask
 
-    def loss(self, body, head, x, target):
-        stride = self.head_config.detection_stride
-        cells = x.shape[-1] // stride
-        features = body.forward_intermediates(x, intermediates_only=True)
-        out = head(features, (cells, cells))
+    def forward(self, body, head, x):
+        cells = x.shape[-1] // self.head_config.detection_stride
+        return head(body.forward_intermediates(x, intermediates_only=True), (cells, cells))
+
+    def constant_outputs(self, train_targets, x):
+        """Every class's frequency of being a centre cell, at every cell, and the mean box size (in cells)."""
+        cells = x.shape[-1] // self.head_config.detection_stride
+        heat, size, mask = self.encode(train_targets, cells)
+        rate = heat.eq(1.0).float().mean((0, 2, 3)).clamp(1e-4, 1 - 1e-4)
+        mean_size = size.permute(0, 2, 3, 1)[mask].mean(0) if mask.any() else torch.zeros(2)
+        out = torch.cat([torch.logit(rate), mean_size])
+        return out[None, :, None, None].expand(x.shape[0], -1, cells, cells)
+
+    def flip(self, target, width):
+        flipped = []
+        for xyxy, labels in target:
+            boxes = xyxy.clone()
+            boxes[:, 0], boxes[:, 2] = width - xyxy[:, 2], width - xyxy[:, 0]
+            flipped.append((boxes, labels))
+        return flipped
+
+    def loss_of(self, out, target):
+        cells = out.shape[-1]
         heat, size, mask = self.encode(target, cells)
         logits = out[:, : self.num_classes]
         p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
@@ -234,6 +321,67 @@ class DetectionTask(PretrainTask):
         predicted = out[:, self.num_classes :].permute(0, 2, 3, 1)[mask]
         size_loss = F.l1_loss(predicted, size.permute(0, 2, 3, 1)[mask], reduction="sum") / mask.sum().clamp(min=1)
         return heat_loss + self.head_config.size_weight * size_loss
+
+
+def augment_batch(task: PretrainTask, x: torch.Tensor, target: Any, config: AugmentConfig,
+                  generator: torch.Generator) -> tuple[torch.Tensor, Any]:
+    """Flip (images and targets together) and invert brightness per `config`; a no-op when it is off."""
+    if config.flip:
+        flipped = torch.rand(x.shape[0], generator=generator) < 0.5
+        if flipped.any():
+            x = torch.where(flipped[:, None, None, None], x.flip(-1), x)
+            target = _merge_flipped(task, target, flipped, x.shape[-1])
+    if config.invert > 0:
+        inverted = torch.rand(x.shape[0], generator=generator) < config.invert
+        x = torch.where(inverted[:, None, None, None], -x, x)
+    return x, target
+
+
+def _merge_flipped(task: PretrainTask, target: Any, flipped: torch.Tensor, width: int) -> Any:
+    """The batch target with the `flipped` rows replaced by their mirrored version."""
+    mirrored = task.flip(target, width)
+    if isinstance(target, list):
+        return [m if f else t for t, m, f in zip(target, mirrored, flipped.tolist())]
+    if isinstance(target, dict):
+        return {k: torch.where(flipped.view(-1, *[1] * (v.dim() - 1)), mirrored[k], v) for k, v in target.items()}
+    return torch.where(flipped.view(-1, *[1] * (target.dim() - 1)), mirrored, target)
+
+
+BASELINE_SAMPLES = 2000  # training targets the trivial predictor is estimated from (plenty for frequencies)
+
+
+@torch.no_grad()
+def heldout_losses(task: PretrainTask, body: nn.Module, head: nn.Module, train: SceneArrays, heldout: SceneArrays,
+                   to_input: Any, batch_size: int = 256) -> dict[str, Any]:
+    """The task loss on held-out scenes, of the trained model and of the trivial predictor (`constant_outputs`
+    estimated on the training targets), averaged over held-out batches; empty when nothing is held out."""
+    count = len(heldout.images)
+    if count == 0:
+        return {"pretrain_metric": None}
+    modules = [body, head]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    reference = task.batch(train.targets, torch.arange(min(BASELINE_SAMPLES, len(train.images))))
+    model_sum = baseline_sum = 0.0
+    for start in range(0, count, batch_size):
+        index = torch.arange(start, min(start + batch_size, count))
+        x, target = to_input(heldout.images[index.numpy()]), task.batch(heldout.targets, index)
+        weight = len(index) / count
+        model_sum += weight * task.loss_of(task.forward(body, head, x), target).item()
+        baseline_sum += weight * task.loss_of(task.constant_outputs(reference, x), target).item()
+    for m, mode in zip(modules, modes):
+        m.train(mode)
+    return {"pretrain_metric": f"heldout_{task.dataset}_loss", "heldout": model_sum,
+            "heldout_baseline": baseline_sum, "beats_baseline": bool(model_sum < baseline_sum)}
+
+
+def split_arrays(task: PretrainTask, arrays: SceneArrays, first: int) -> tuple[SceneArrays, SceneArrays]:
+    """(samples [0, first), samples [first, end)) of decoded scenes."""
+    count = len(arrays.images)
+    head, tail = torch.arange(first), torch.arange(first, count)
+    return (SceneArrays(arrays.images[:first], task.batch(arrays.targets, head)),
+            SceneArrays(arrays.images[first:], task.batch(arrays.targets, tail)))
 
 
 def create_pretrain_task(name: str, model: ModelConfig, head: HeadConfig, num_classes: int,

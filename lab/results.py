@@ -14,6 +14,11 @@ import pandas as pd
 from lab.rundir import atomic_write_text
 
 CONFIG_COLUMNS = ["experiment", "n", "s", "seed", "model", "data"]
+# What the run chose and what it had to beat: the fine-tuning learning rate chosen on the validation split and
+# its validation error, the test error of the label prior (majority class of the fine-tuning subset), and the
+# pre-training's held-out synthetic metric next to its trivial baseline (lab.stages / lab.stages3d).
+RUN_COLUMNS = ["lr", "val_error", "baseline_error", "beats_baseline", "pretrain_metric", "pretrain_heldout",
+               "pretrain_heldout_baseline", "pretrain_beats_baseline"]
 PROVENANCE_COLUMNS = ["run_hash", "pretrain_hash", "dataset_hash", "git_commit", "host",
                       "pretrain_seconds", "finetune_seconds"]
 # metric name -> whether its "error" column is 1 - value (accuracy-like) or the value itself (loss-like)
@@ -24,7 +29,7 @@ ERROR_OF_METRIC = {"top1": lambda v: 1.0 - v, "loss": lambda v: v, "bits_per_cha
 
 def tidy_rows(result: dict[str, Any], experiment: str, extra: dict[str, Any] | None = None) -> Iterable[dict[str, Any]]:
     base = {"experiment": experiment, **{k: result.get(k) for k in CONFIG_COLUMNS[1:]}, **(extra or {})}
-    provenance = {k: result.get(k) for k in PROVENANCE_COLUMNS}
+    provenance = {k: result.get(k) for k in RUN_COLUMNS + PROVENANCE_COLUMNS}
     for metric, to_error in ERROR_OF_METRIC.items():
         if metric in result["metrics"]:
             value = float(result["metrics"][metric])
@@ -38,7 +43,7 @@ def results_table(results: Iterable[dict[str, Any]], experiment: str,
     extras = list(extras) if extras is not None else [{}] * len(results)
     rows = [row for result, extra in zip(results, extras) for row in tidy_rows(result, experiment, extra)]
     extra_columns = list(dict.fromkeys(k for extra in extras for k in extra))
-    columns = CONFIG_COLUMNS + extra_columns + ["metric", "value", "error"] + PROVENANCE_COLUMNS
+    columns = CONFIG_COLUMNS + extra_columns + ["metric", "value", "error"] + RUN_COLUMNS + PROVENANCE_COLUMNS
     return pd.DataFrame(rows, columns=columns).sort_values(["n", "s", "seed", "metric"], ignore_index=True)
 
 

@@ -17,7 +17,8 @@ import torch
 from lab.checkpoint import save_checkpoint
 from lab.distributed import init_distributed
 from lab.models import ModelConfig
-from lab.pretrain_tasks import HeadConfig, PretrainTask, SceneArrays, create_pretrain_task, load_scene_arrays
+from lab.pretrain_tasks import (AugmentConfig, HeadConfig, PretrainTask, SceneArrays, augment_batch,
+                                create_pretrain_task, heldout_losses, load_scene_arrays, split_arrays)
 from lab.rundir import RunDir
 from lab.stages import PretrainConfig, run_once, provenance
 from lab.train import NonFiniteLossError, TrainConfig, _batch_indices, lr_at, to_tensor
@@ -39,12 +40,16 @@ class Pretrain3DJob:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: PretrainConfig = field(default_factory=PretrainConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     threads: int = 0
 
     def identity(self) -> dict[str, Any]:
-        return {"dataset": self.dataset_id, "task": self.task, "n": self.n, "seed": self.seed,
-                "image_size": self.image_size, "num_classes": self.num_classes, "model": self.model,
-                "train": self.train, "head": self.head, "input": "grey"}
+        identity = {"dataset": self.dataset_id, "task": self.task, "n": self.n, "seed": self.seed,
+                    "image_size": self.image_size, "num_classes": self.num_classes, "model": self.model,
+                    "train": self.train, "head": self.head, "input": "grey"}
+        if self.augment.active:  # runs without augmentation keep the identity (and hash) they always had
+            identity["augment"] = self.augment
+        return identity
 
     def run_dir(self) -> RunDir:
         return RunDir.for_config(self.root, self.experiment, "pretrain3d", self.identity())
@@ -57,8 +62,8 @@ class Pretrain3DJob:
 def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any]:
     """Pre-train (or return the stored result of) one (render, task, n, model, seed)."""
     if job.train.augment:
-        raise ValueError("pretrain.augment must be false for 3D pre-training: masks and boxes would have to move "
-                         "with the image (the renderer already randomises every view)")
+        raise ValueError("pretrain.augment (the digits' random affine) must be false for 3D pre-training: masks "
+                         "and boxes would have to move with the image; use the study's `augment` (flip, invert)")
     if job.threads > 0:
         torch.set_num_threads(job.threads)
     context = init_distributed()
@@ -69,24 +74,30 @@ def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any
     def work() -> dict[str, Any]:
         started = time.perf_counter()
         task = create_pretrain_task(job.task, job.model, job.head, job.num_classes, job.image_size)
-        arrays = load_scene_arrays(task, job.dataset, job.n)
+        holdout = job.train.holdout
+        arrays = load_scene_arrays(task, job.dataset, holdout + job.n)  # held-out scenes first, then the n
         if arrays.images.shape[1:] != (job.image_size, job.image_size):
             raise ValueError(f"{job.dataset} holds {arrays.images.shape[1:]} images, the job expects "
                              f"{job.image_size}x{job.image_size} (render at the fine-tuning size)")
+        heldout, train = split_arrays(task, arrays, holdout)
         run.write_config({**job.identity(), "dataset_path": job.dataset})
         torch.manual_seed(job.seed)
         body, head = task.build()
-        stats = train_task(task, body, head, arrays, job.train.train_config(job.n), run, seed=job.seed)
+        stats = train_task(task, body, head, train, job.train.train_config(job.n), run, seed=job.seed,
+                           augment=job.augment)
+        scores = heldout_losses(task, body, head, train, heldout, to_tensor)
         weights = run.path / "model.pt"
         torch.save(body.state_dict(), weights)
         return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": job.dataset_id, "task": job.task,
-                "n": job.n, "seed": job.seed, **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
+                "n": job.n, "seed": job.seed, **stats, **scores, "wall_seconds": time.perf_counter() - started,
+                **provenance()}
 
     return run_once(run, context, work)
 
 
 def train_task(task: PretrainTask, body: torch.nn.Module, head: torch.nn.Module, arrays: SceneArrays,
-               config: TrainConfig, run: RunDir, *, seed: int) -> dict[str, Any]:
+               config: TrainConfig, run: RunDir, *, seed: int,
+               augment: AugmentConfig = AugmentConfig()) -> dict[str, Any]:
     """AdamW with warm-up + cosine (`lab.train.lr_at`), batches as in `lab.train`, resumable from `run`."""
     x_all = to_tensor(arrays.images)
     memory_format = torch.channels_last if task.model_config.channels_last else torch.contiguous_format
@@ -104,10 +115,12 @@ def train_task(task: PretrainTask, body: torch.nn.Module, head: torch.nn.Module,
     started, running, logged = time.perf_counter(), 0.0, []
     for step in range(start, config.steps):
         index = _batch_indices(step, len(x_all), batch_size, seed)
-        x = x_all[index].contiguous(memory_format=memory_format)
+        x, target = augment_batch(task, x_all[index], task.batch(arrays.targets, index), augment,
+                                  torch.Generator().manual_seed(seed * 1_000_003 + step + 7))
+        x = x.contiguous(memory_format=memory_format)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
-        loss = task.loss(body, head, x, task.batch(arrays.targets, index))
+        loss = task.loss(body, head, x, target)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"pretrain3d: loss is {loss.item()} at step {step} "
                                      f"(lr {lr_at(step, config):.3g}); lower the learning rate")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the lab reads at run time: manpages-ja (the default real Japanese corpus) and libllvm19
+# Debian packages the lab reads at run time: manpages-ja (the default real Japanese corpus), dataset-fashion-mnist
+# (the real image target with headroom: 60k train / 10k test product photos) and libllvm19
 # (Mitsuba's llvm_ad_rgb variant; the scalar variant needs nothing).
 # Idempotent and quick when present; installs only as root (CI, containers), otherwise says what to run.
 set -euo pipefail
-packages=(manpages-ja libllvm19)
+packages=(manpages-ja dataset-fashion-mnist libllvm19)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

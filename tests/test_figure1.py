@@ -34,7 +34,7 @@ def scenes(tmp_path_factory):
 
 FIGURE1_STUDY = ("figure1", "experiments.figure1", "Figure1Config", "plan_figure1")
 TOY_OVERRIDES = ["launcher.threads_per_job=1", "study.tasks=[multilabel,normals]", "study.n=[0,16,32]",
-                 "study.s=[20]", "study.test_size.sklearn_digits=200", "study.pretrain.min_steps=6",
+                 "study.s=[20]", "study.test_size.sklearn_digits=200", "study.pretrain.steps=6", "study.pretrain.holdout=8",
                  "study.finetune.steps=10", "study.renderer.shard_size=16"]
 
 
@@ -73,7 +73,7 @@ def test_registry_names_the_four_paper_tasks():
 def test_pretrained_body_transfers_to_the_finetuning_model(name, scenes, tmp_path):
     job = Pretrain3DJob(root=str(tmp_path), experiment="t", dataset=str(scenes), dataset_id="x", task=name, n=8,
                         seed=0, image_size=SIZE, num_classes=CLASSES, head=HeadConfig(decoder_channels=16),
-                        train=PretrainConfig(epochs=1, min_steps=3, batch_size=8, checkpoint_every=2), threads=1)
+                        train=PretrainConfig(steps=3, batch_size=8, checkpoint_every=2, holdout=4), threads=1)
     result = run_pretrain_3d(job)
     assert result["steps"] == 3 and result["task"] == name
     assert run_pretrain_3d(job)["wall_seconds"] == result["wall_seconds"]  # done: the stored result comes back
@@ -99,7 +99,7 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(scenes, tmp_path
     def job(root):
         return Pretrain3DJob(root=str(root), experiment="t", dataset=str(scenes), dataset_id="x", task="detection",
                              n=8, seed=1, image_size=SIZE, num_classes=CLASSES, head=HeadConfig(decoder_channels=16),
-                             train=PretrainConfig(epochs=1, min_steps=4, batch_size=4, checkpoint_every=2), threads=1)
+                             train=PretrainConfig(steps=4, batch_size=4, checkpoint_every=2, holdout=4), threads=1)
 
     straight = run_pretrain_3d(job(tmp_path / "a"))
     real_save = stages3d.save_checkpoint

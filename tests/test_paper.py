@@ -61,7 +61,7 @@ def test_a_notebook_whose_table_is_missing_is_skipped_with_the_reason(tmp_path):
 def test_collect_takes_finished_points_and_never_shrinks_a_table(tmp_path, capsys):
     root, results = tmp_path / "runs", tmp_path / "results"
     assert main(["sweep", "launch", "+experiment=sweep_toy", "name=paper_model_size", f"root={root}",
-                 "launcher=debug", "study.n=[0,50]", "study.pretrain.min_steps=4", "study.finetune.steps=4"]) == 0
+                 "launcher=debug", "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4"]) == 0
     capsys.readouterr()
     assert main(["paper", "collect", "--root", str(root), "--results", str(results)]) == 0
     lines = capsys.readouterr().out

@@ -22,7 +22,7 @@ def toy_sweep(root, *overrides: str) -> SweepConfig:
 def test_plan_shares_renders_and_pretrainings(tmp_path):
     plan = plan_sweep(toy_sweep(tmp_path, "study.s=[10,20]"))
     stages = pd.Series([t.stage for t in plan.tasks]).value_counts().to_dict()
-    assert stages == {"render": 2, "pretrain": 2, "finetune": 6}  # 200 samples = 4 shards, 2 per task
+    assert stages == {"render": 3, "pretrain": 2, "finetune": 6}  # 50 held out + 200 = 5 shards, 2 per task
     assert len(plan.points) == 3 * 2
     pretrain_of = {p["task"]: plan.task(p["task"]).depends for p in plan.points}
     assert sum(1 for deps in pretrain_of.values() if deps) == 4  # n > 0 fine-tunes depend on a pre-training
@@ -34,7 +34,7 @@ def test_grid_adds_axes_and_columns(tmp_path):
     plan = plan_sweep(toy_sweep(tmp_path, "+grid={model.name: [test_resnet, resnet10t]}"))
     assert len(plan.points) == 6
     assert {p["model.name"] for p in plan.points} == {"test_resnet", "resnet10t"}
-    assert sum(t.stage == "render" for t in plan.tasks) == 2  # the renderer did not change: one render
+    assert sum(t.stage == "render" for t in plan.tasks) == 3  # the renderer did not change: one render
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_bad_sweeps_fail_before_anything_is_submitted(tmp_path, override, messag
 def test_launch_status_collect_and_relaunch_with_the_debug_executor(tmp_path, capsys):
     args = ["+experiment=sweep_toy", f"root={tmp_path}", "launcher=debug"]
     assert main(["sweep", "launch", *args]) == 0
-    assert "submitted 7" in capsys.readouterr().out  # 2 renders + 2 pre-trainings + 3 fine-tunes
+    assert "submitted 8" in capsys.readouterr().out  # 3 renders + 2 pre-trainings + 3 fine-tunes
 
     folder = tmp_path / "sweep_toy" / "sweep"
     table = sweep.status(folder)
@@ -69,7 +69,7 @@ def test_launch_status_collect_and_relaunch_with_the_debug_executor(tmp_path, ca
 
     capsys.readouterr()
     assert main(["sweep", "launch", *args]) == 0
-    assert "submitted 0 (7 done" in capsys.readouterr().out
+    assert "submitted 0 (8 done" in capsys.readouterr().out
 
 
 def test_a_failing_point_shows_its_error_and_its_dependents(tmp_path):
@@ -91,7 +91,7 @@ def test_a_killed_local_runner_loses_its_tasks_and_a_relaunch_resubmits_them(tmp
     import os
     import signal
 
-    config = toy_sweep(tmp_path, "study.n=[0,50]", "study.pretrain.min_steps=4", "study.finetune.steps=4")
+    config = toy_sweep(tmp_path, "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4")
     plan = plan_sweep(config)
     sweep.launch(plan, config.launcher)
     pid = int((plan.folder / sweep.LOCAL_PID_FILE).read_text())

@@ -41,7 +41,7 @@ def test_sweep_runs_as_arrays_with_dependencies_and_collects(slurm_partition, tm
     started = time.time()
     assert main(["sweep", "launch", *args]) == 0
     assert time.time() - started < 30  # launch returns without waiting for the jobs
-    assert "submitted 10" in capsys.readouterr().out  # 2 render slices, 2 pre-trainings, 6 fine-tunes
+    assert "submitted 11" in capsys.readouterr().out  # 3 render slices, 2 pre-trainings, 6 fine-tunes
 
     folder = tmp_path / "sweep_toy" / "sweep"
     state = sweep.load_state(folder)
@@ -99,7 +99,7 @@ def test_impossible_resources_fail_before_submission(slurm_partition, tmp_path):
 def test_preempted_pretraining_requeues_resumes_and_matches_an_uninterrupted_run(slurm_partition, tmp_path):
     import submitit
 
-    slow = ["study.n=[200]", "study.pretrain.min_steps=300", "study.pretrain.checkpoint_every=40",
+    slow = ["study.n=[200]", "study.pretrain.steps=300", "study.pretrain.checkpoint_every=40",
             "launcher.threads_per_job=1"]
     config = slurm_sweep(tmp_path / "slurm", slurm_partition, *slow)
     plan = plan_sweep(config)
