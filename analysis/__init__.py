@@ -14,11 +14,15 @@ Fitting (``analysis.fit``)
     ``fit_law(x, y, law="power_floor", *, fix=None, bounds=None, space="linear"|"log",
     loss="l2"|"huber", huber_delta=1e-3, weights=None, groups=None, shared=(), grid=None,
     n_starts=None, target_range="law", bootstrap=0, seed=None, resample="auto", level=0.95,
-    conf_interval=False, row_labels=None, max_nfev=None) -> FitResult``.
+    conf_interval=False, row_labels=None, max_nfev=None, clusters=None) -> FitResult``.
     x is a 1-D array, or a mapping / DataFrame / (m, k) array for joint laws. ``groups`` gives
     one label per point for a global fit; parameters named in ``shared`` are common to all groups,
     the others are per group (``alpha[group]``). ``bootstrap(result, n_resamples, seed=...,
-    resample="seeds"|"points"|"residuals"|"auto")`` adds percentile intervals afterwards.
+    resample="seeds"|"points"|"residuals"|"auto")`` adds percentile intervals afterwards. With
+    ``clusters`` (the seed of each point) the ``seeds`` bootstrap redraws whole seeds. A scheme that can draw
+    fewer than 5 distinct data sets (k seeds: C(2k - 1, k), 3 for 2 seeds; m points: C(2m - 1, m)) gives NaN
+    intervals and the warning "bootstrap over 2 seeds has only 3 distinct resamples: no interval";
+    ``BootstrapSummary.distinct_resamples`` / ``has_interval`` record it.
     ``FitResult``: law, params, stderr, fixed, intervals (name -> (lo, hi)), r2, aic, bic,
     n_points, converged, message, warnings, ``predict(x, group=None)``,
     ``predict_interval(x)``, ``law_params(group)``, ``report()``, ``to_dict()``.
@@ -38,6 +42,11 @@ Extrapolation (``analysis.extrapolation``)
     -> ExtrapolationResult`` (mean/max absolute error and RMSLE = rms log(pred/obs) beyond the cut);
     ``compare_laws(x, y, laws, *, cut, **fit_options) -> LawComparison`` ranked by held-out RMSLE,
     with AIC/BIC of full-data fits alongside.
+
+Paired statistics and verdicts (``analysis.paired``)
+    ``paired_difference(before, after) -> PairedDifference`` (seed-paired mean, SE, t interval, p, verdict);
+    ``verdict_from_gain(mean, se, df, expect_sign=1, significance=0.05)`` -> reproduced | opposite |
+    not resolved; ``combine_verdicts(parts)`` adds partly for findings with several parts.
 
 Questions (``analysis.questions``), each an ``Estimate`` (value, bootstrap interval, note)
     ``transfer_gap(result, group=None, at=None)`` (the limit n -> inf, C for power_floor);

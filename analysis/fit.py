@@ -9,6 +9,7 @@ Bootstrap refits reuse the vectorised solver, so 1,000 resamples cost well under
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
@@ -29,13 +30,21 @@ from analysis.validation import (
 )
 
 RESAMPLE_MODES = ("auto", "seeds", "points", "residuals")
+MIN_DISTINCT_RESAMPLES = 5  # fewer distinct resamples than this give no interval, only a handful of refits
+_EXACT_COUNT_UNITS = 12  # distinct resamples are counted exactly up to this many units (2^units subsets)
+_COUNT_CAP = 10**12  # counts beyond this are reported as this (they only have to be compared with 5)
 _SCREEN_ITERATIONS = 150
 _PRUNE_ABOVE = 64
 
 
 @dataclass(frozen=True)
 class BootstrapSummary:
-    """How the intervals were made: resampling unit, counts, seed, and the converged draws."""
+    """How the intervals were made: resampling unit, counts, seed, and the converged draws.
+
+    ``distinct_resamples`` is how many different data sets the scheme can draw at all (over k seeds
+    resampled with replacement: C(2k - 1, k) multisets, 3 for 2 seeds); however many resamples are
+    drawn, fewer than ``MIN_DISTINCT_RESAMPLES`` distinct ones cannot make an interval.
+    """
 
     n_resamples: int
     n_converged: int
@@ -43,6 +52,25 @@ class BootstrapSummary:
     seed: int | None
     level: float
     draws: np.ndarray = field(repr=False)
+    distinct_resamples: int | None = None
+    unit: str = ""  # what is resampled, e.g. "2 seeds" or "18 points"
+
+    @property
+    def has_interval(self) -> bool:
+        """Enough converged draws and enough distinct resamples for a percentile interval."""
+        enough = self.distinct_resamples is None or self.distinct_resamples >= MIN_DISTINCT_RESAMPLES
+        return enough and self.n_converged >= 2
+
+    @property
+    def no_interval_reason(self) -> str:
+        """Why there is no interval ('' when there is one)."""
+        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
+            plural = "s" if self.distinct_resamples != 1 else ""
+            return (f"bootstrap over {self.unit} has only {self.distinct_resamples} distinct resample{plural}: "
+                    f"no interval")
+        if self.n_converged < 2:
+            return f"only {self.n_converged} of {self.n_resamples} bootstrap refits converged: no interval"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -123,8 +151,12 @@ class FitResult:
     def predict_interval(
         self, x: Any, group: str | None = None, level: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile prediction band of the fitted curve from the bootstrap draws."""
+        """Percentile prediction band of the fitted curve from the bootstrap draws (NaN when the bootstrap
+        cannot give an interval, e.g. 2 seeds: 3 distinct resamples)."""
         curves = self.predict_draws(x, group)
+        if self.bootstrap is not None and not self.bootstrap.has_interval:
+            empty = np.full(curves.shape[1], math.nan)
+            return empty, empty.copy()
         tail = (1.0 - (self.interval_level if level is None else level)) / 2.0
         return np.nanquantile(curves, tail, axis=0), np.nanquantile(curves, 1.0 - tail, axis=0)
 
@@ -154,6 +186,8 @@ class FitResult:
             b = self.bootstrap
             lines.append(
                 f"  bootstrap: {b.n_converged} of {b.n_resamples} resamples over {b.resample} converged (seed {b.seed})"
+                + (f"; {b.distinct_resamples} distinct resamples possible over {b.unit}"
+                   if b.distinct_resamples is not None else "")
             )
         if self.profile_intervals:
             lines.append("  profile-likelihood intervals (lmfit.conf_interval):")
@@ -172,6 +206,9 @@ class FitResult:
                 "resample": self.bootstrap.resample,
                 "seed": self.bootstrap.seed,
                 "level": self.bootstrap.level,
+                "distinct_resamples": self.bootstrap.distinct_resamples,
+                "unit": self.bootstrap.unit,
+                "has_interval": self.bootstrap.has_interval,
             }
         return _jsonable(
             {
@@ -242,8 +279,13 @@ def fit_law(
     conf_interval: bool = False,
     row_labels: Sequence[Any] | None = None,
     max_nfev: int | None = None,
+    clusters: Sequence[Any] | None = None,
 ) -> FitResult:
     """Fit ``law`` to (x, y); see the package docstring for the meaning of every option.
+
+    ``clusters`` labels each point with its resampling unit, normally its seed: when points that share a seed
+    share its noise (the same real fine-tuning subset and initial weights at every n), the ``seeds`` bootstrap
+    must redraw whole seeds, every point of a seed together, not each point's replicates independently.
 
     Raises ``InputError`` for data that cannot be fitted (naming the rows) and ``ValueError``
     for unknown names; a fit that runs but does not converge is returned with converged=False.
@@ -296,6 +338,7 @@ def fit_law(
         shared=shared,
         fixed=fix,
         bounds=merged_bounds,
+        clusters=clusters,
     )
     if problem.n_free == 0:
         raise ValueError(f"every parameter of {law_obj.name} is fixed; nothing to fit")
@@ -328,11 +371,14 @@ def bootstrap(
 ) -> FitResult:
     """Add percentile intervals to a fit by refitting resampled data (all resamples in one batch).
 
-    ``seeds`` redraws the replicate measurements at each input (x repeated with several y,
-    deviations inflated for the small-sample bias);
+    ``seeds`` redraws whole seeds when the fit was given ``clusters`` (every point of a drawn seed, counted as
+    often as the seed is drawn), else the replicate measurements at each input independently (x repeated with
+    several y, deviations inflated for the small-sample bias);
     ``points`` redraws whole points within each group (resamples with too few distinct inputs
     are redrawn); ``residuals`` adds redrawn fit-space residuals to the fitted curve.
-    ``auto`` picks ``seeds`` when any input has replicates, else ``points``.
+    ``auto`` picks ``seeds`` when the fit has ``clusters`` or any input has replicates, else ``points``.
+    When the scheme can draw fewer than ``MIN_DISTINCT_RESAMPLES`` distinct data sets (2 seeds: 3), the
+    intervals are NaN and a warning says so.
     """
     if resample not in RESAMPLE_MODES:
         raise ValueError(f"unknown resample {resample!r}; valid: {', '.join(RESAMPLE_MODES)}")
@@ -606,15 +652,85 @@ def _resample_replicates(
     return means[strata][None, :] + deviations[picks]
 
 
-def _identifiable_rows(index: np.ndarray, strata: np.ndarray, problem: FitProblem) -> np.ndarray:
-    chosen = np.sort(strata[index], axis=1)
-    is_new = np.concatenate([np.ones((chosen.shape[0], 1), bool), np.diff(chosen, axis=1) != 0], axis=1)
-    group_of_stratum = np.zeros(strata.max() + 1, dtype=np.int64)
+def _resample_clusters(codes: np.ndarray, n_clusters: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw n_clusters clusters with replacement per resample; each point weighs as often as its cluster is drawn."""
+    picks = rng.integers(0, n_clusters, size=(n_resamples, n_clusters))
+    counts = np.zeros((n_resamples, n_clusters))
+    np.add.at(counts, (np.arange(n_resamples)[:, None], picks), 1.0)
+    return counts[:, codes]
+
+
+def _present_strata(included: np.ndarray, strata: np.ndarray) -> np.ndarray:
+    """(resamples, points) mask of included points -> (resamples, strata) mask of strata with a point in."""
+    counts = np.zeros((included.shape[0], int(strata.max()) + 1))
+    np.add.at(counts, (np.arange(included.shape[0])[:, None], strata[None, :]), included.astype(float))
+    return counts > 0
+
+
+def _identifiable(present: np.ndarray, strata: np.ndarray, problem: FitProblem) -> np.ndarray:
+    """Per resample: every curve keeps enough distinct inputs for its own parameters, and all of them together
+    enough for every free parameter."""
+    group_of_stratum = np.zeros(int(strata.max()) + 1, dtype=np.int64)
     group_of_stratum[strata] = problem.group_codes
     n_groups = len(problem.group_names or ("all",))
-    flat_group = np.arange(chosen.shape[0])[:, None] * n_groups + group_of_stratum[chosen]
-    distinct = np.bincount(flat_group[is_new], minlength=chosen.shape[0] * n_groups).reshape(-1, n_groups)
-    return (distinct.min(axis=1) >= problem.n_free_per_group) & (is_new.sum(axis=1) >= problem.n_free)
+    per_group = np.stack([present[:, group_of_stratum == g].sum(axis=1) for g in range(n_groups)], axis=1)
+    return (per_group.min(axis=1) >= problem.n_free_per_group) & (present.sum(axis=1) >= problem.n_free)
+
+
+def _identifiable_rows(index: np.ndarray, strata: np.ndarray, problem: FitProblem) -> np.ndarray:
+    included = np.zeros((index.shape[0], strata.size), dtype=bool)
+    included[np.arange(index.shape[0])[:, None], index] = True
+    return _identifiable(_present_strata(included, strata), strata, problem)
+
+
+def _capped_product(factors: Sequence[int]) -> int:
+    total = 1
+    for factor in factors:
+        total = min(total * factor, _COUNT_CAP)
+    return total
+
+
+def _distinct_multisets(units: int, valid: Any = None) -> int:
+    """How many different multisets of ``units`` draws with replacement from ``units`` items there are (all
+    C(2u - 1, u) of them, or only those whose set of distinct items passes ``valid``). A multiset with j
+    distinct items is one of C(u - 1, j - 1) for each set of j items, so valid sets are enumerated (exact up
+    to ``_EXACT_COUNT_UNITS`` items; beyond that the count of all multisets stands in)."""
+    if valid is None or units > _EXACT_COUNT_UNITS:
+        return min(math.comb(2 * units - 1, units), _COUNT_CAP)
+    return sum(math.comb(units - 1, size - 1) for size in range(1, units + 1)
+               for chosen in itertools.combinations(range(units), size) if valid(chosen))
+
+
+def _distinct_resamples(problem: FitProblem, strata: np.ndarray, resample: str) -> tuple[int, str]:
+    """How many distinct data sets the bootstrap scheme can draw (identifiable ones), and what it resamples."""
+    m = problem.n_points
+    if resample == "seeds" and problem.cluster_codes is not None:
+        codes = problem.cluster_codes
+        k = int(codes.max()) + 1
+        members = [np.flatnonzero(codes == c) for c in range(k)]
+
+        def valid(chosen: tuple[int, ...]) -> bool:
+            included = np.zeros((1, m), dtype=bool)
+            included[0, np.concatenate([members[c] for c in chosen])] = True
+            return bool(_identifiable(_present_strata(included, strata), strata, problem)[0])
+
+        return _distinct_multisets(k, valid), f"{k} seed{'s' if k != 1 else ''}"
+    if resample == "seeds":
+        replicates = np.bincount(strata)
+        distinct = _capped_product([math.comb(2 * int(c) - 1, int(c)) for c in replicates])
+        if np.all(replicates == replicates[0]):
+            return distinct, f"{replicates[0]} seeds at each of {replicates.size} inputs"
+        return distinct, f"the replicates at {replicates.size} inputs"
+    if resample == "points":
+        threshold = problem.n_free_per_group if problem.group_names else problem.n_free
+        counts = []
+        for g in range(len(problem.group_names or ("all",))):
+            in_group = strata[problem.group_codes == g]
+            counts.append(_distinct_multisets(
+                in_group.size, lambda chosen, s=in_group: np.unique(s[list(chosen)]).size >= threshold))
+        return _capped_product(counts), f"{m} points"
+    distinct = _COUNT_CAP if m * math.log10(max(m, 1)) > 12 else m**m  # each point gets any of the m residuals
+    return distinct, f"{m} residuals"
 
 
 def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, resample: str, level: float) -> FitResult:
@@ -625,10 +741,21 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         raise ValueError(f"n_resamples must be >= 2, got {n_resamples}")
     rng = np.random.default_rng(seed)
     strata = _strata(problem)
+    clustered = problem.cluster_codes is not None
     if resample == "auto":
-        resample = "seeds" if np.bincount(strata).max() >= 2 else "points"
-    sample_y = None
-    if resample == "seeds":
+        resample = "seeds" if clustered or np.bincount(strata).max() >= 2 else "points"
+    sample_y = sample_weight = None
+    if resample == "seeds" and clustered:
+        assert problem.cluster_codes is not None
+        n_clusters = int(problem.cluster_codes.max()) + 1
+        index = np.arange(problem.n_points)[None, :]
+        sample_weight = _resample_clusters(problem.cluster_codes, n_clusters, n_resamples, rng)
+        for _ in range(100):
+            bad = ~_identifiable(_present_strata(sample_weight > 0, strata), strata, problem)
+            if not bad.any():
+                break
+            sample_weight[bad] = _resample_clusters(problem.cluster_codes, n_clusters, int(bad.sum()), rng)
+    elif resample == "seeds":
         index = np.broadcast_to(np.arange(problem.n_points), (n_resamples, problem.n_points)).copy()
         sample_y = _resample_replicates(problem.y, strata, n_resamples, rng)
     elif resample == "points":
@@ -646,7 +773,7 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         sample_y = problem.inverse_transform(fitted[None, :] + residuals[picks])
     start = np.broadcast_to(result.theta, (n_resamples, problem.n_free))
     solution = solve_batched(
-        problem.batched_residual_fn(index, sample_y),
+        problem.batched_residual_fn(index, sample_y, sample_weight),
         start,
         problem.lower,
         problem.upper,
@@ -655,27 +782,7 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         max_iter=300 if problem.loss == "huber" else 100,
     )
     draws = solution.params[solution.converged]
-    tail = (1.0 - level) / 2.0
-    intervals = {}
-    if draws.shape[0] >= 2:
-        low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-        intervals = {name: (float(low[j]), float(high[j])) for j, name in enumerate(problem.free_names)}
-    warnings = list(result.warnings)
-    if resample == "seeds":
-        singletons = int(np.sum(np.bincount(strata) == 1))
-        if singletons:
-            warnings.append(
-                f"{singletons} input(s) have a single replicate and stay fixed in the seed bootstrap; "
-                f"intervals may be too narrow (resample='points' or 'residuals' avoids this)"
-            )
-    for j, name in enumerate(problem.free_names):
-        if name in intervals:
-            touching = [b for b in (problem.lower[j], problem.upper[j]) if b in intervals[name]]
-            if touching:
-                warnings.append(f"the bootstrap interval of {name} reaches its bound {touching[0]:g}")
-    failed = n_resamples - draws.shape[0]
-    if failed > 0.05 * n_resamples:
-        warnings.append(f"{failed} of {n_resamples} bootstrap refits did not converge; intervals use the rest")
+    distinct, unit = _distinct_resamples(problem, strata, resample)
     summary = BootstrapSummary(
         n_resamples=n_resamples,
         n_converged=int(draws.shape[0]),
@@ -683,7 +790,33 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         seed=seed,
         level=level,
         draws=draws,
+        distinct_resamples=distinct,
+        unit=unit,
     )
+    warnings = list(result.warnings)
+    tail = (1.0 - level) / 2.0
+    intervals = {name: (math.nan, math.nan) for name in problem.free_names}
+    if summary.has_interval:
+        low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
+        intervals = {name: (float(low[j]), float(high[j])) for j, name in enumerate(problem.free_names)}
+        if distinct < min(n_resamples, 100):
+            warnings.append(f"bootstrap over {unit} has only {distinct} distinct resamples: the interval is coarse")
+    else:
+        warnings.append(summary.no_interval_reason)
+    if resample == "seeds" and not clustered:
+        singletons = int(np.sum(np.bincount(strata) == 1))
+        if singletons:
+            warnings.append(
+                f"{singletons} input(s) have a single replicate and stay fixed in the seed bootstrap; "
+                f"intervals may be too narrow (resample='points' or 'residuals' avoids this)"
+            )
+    for j, name in enumerate(problem.free_names):
+        touching = [b for b in (problem.lower[j], problem.upper[j]) if b in intervals[name]]
+        if touching:
+            warnings.append(f"the bootstrap interval of {name} reaches its bound {touching[0]:g}")
+    failed = n_resamples - draws.shape[0]
+    if failed > 0.05 * n_resamples:
+        warnings.append(f"{failed} of {n_resamples} bootstrap refits did not converge; intervals use the rest")
     return dataclasses.replace(
         result, intervals=intervals, interval_level=level, bootstrap=summary, warnings=tuple(warnings)
     )

@@ -42,6 +42,8 @@ class FitProblem:
     free_law_params: tuple[str, ...]
     free_groups: tuple[str | None, ...]
     columns: dict[str, np.ndarray]
+    cluster_codes: np.ndarray | None = None  # per point, the resampling unit (the seed) of a cluster bootstrap
+    cluster_names: tuple[str, ...] | None = None
 
     @classmethod
     def build(
@@ -58,8 +60,17 @@ class FitProblem:
         shared: Sequence[str],
         fixed: Mapping[str, float],
         bounds: Mapping[str, tuple[float, float]],
+        clusters: Sequence[object] | None = None,
     ) -> "FitProblem":
         size = y.shape[0]
+        cluster_codes, cluster_names = None, None
+        if clusters is not None:
+            cluster_labels = [str(c) for c in clusters]
+            if len(cluster_labels) != size:
+                raise ValueError(f"clusters has {len(cluster_labels)} rows but y has {size}")
+            cluster_names = tuple(dict.fromkeys(cluster_labels))
+            cluster_of = {c: i for i, c in enumerate(cluster_names)}
+            cluster_codes = np.array([cluster_of[c] for c in cluster_labels], dtype=np.int64)
         if groups is None:
             group_codes = np.zeros(size, dtype=np.int64)
             group_names: tuple[str, ...] | None = None
@@ -107,6 +118,8 @@ class FitProblem:
             free_law_params=tuple(free_law_params),
             free_groups=tuple(free_groups),
             columns=columns,
+            cluster_codes=cluster_codes,
+            cluster_names=cluster_names,
         )
 
     @property
@@ -171,8 +184,13 @@ class FitProblem:
     def cost(self, theta: np.ndarray) -> float:
         return float(robust_cost(self.residuals(theta), self.loss, self.huber_delta))
 
-    def batched_residual_fn(self, sample_index: np.ndarray, sample_y: np.ndarray | None = None):
-        """Closure for ``solve_batched``: row r of theta is scored on resample ``sample_index[r]``."""
+    def batched_residual_fn(
+        self, sample_index: np.ndarray, sample_y: np.ndarray | None = None, sample_weight: np.ndarray | None = None
+    ):
+        """Closure for ``solve_batched``: row r of theta is scored on resample ``sample_index[r]``.
+
+        ``sample_weight`` (resamples, points) multiplies each point's weight: a cluster drawn twice counts twice.
+        """
         shared_sample = sample_index.shape[0] == 1
         uniform = {
             name: int(column[0])
@@ -192,8 +210,11 @@ class FitProblem:
                 else:
                     columns = np.broadcast_to(self.columns[name][index], (theta.shape[0], index.shape[-1]))
                     values[name] = np.take_along_axis(theta, columns, axis=1)
+            weight = self.weights[index]
+            if sample_weight is not None:
+                weight = weight * sample_weight[rows]
             with np.errstate(all="ignore"):
                 prediction = self.law.evaluate({v: column[index] for v, column in self.xs.items()}, values)
-                return (self.transform(prediction) - self.transform(target)) * np.sqrt(self.weights[index])
+                return (self.transform(prediction) - self.transform(target)) * np.sqrt(weight)
 
         return residual_fn

@@ -152,7 +152,9 @@ def _estimate(result: FitResult, group: str | None, evaluate, name: str) -> Esti
     point = float(np.asarray(evaluate({k: np.asarray(v) for k, v in result.law_params(group).items()})).ravel()[0])
     interval = None
     note = ""
-    if result.bootstrap is not None and result.bootstrap.n_converged >= 2:
+    if result.bootstrap is not None and not result.bootstrap.has_interval:
+        note = result.bootstrap.no_interval_reason
+    elif result.bootstrap is not None:
         values = np.asarray(evaluate(result.param_draws(group)), dtype=float).ravel()
         tail = (1.0 - result.interval_level) / 2.0
         if np.all(np.isfinite(values)):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
 from analysis import bootstrap, fit_law
 from analysis.batched_lsq import solve_batched
+from analysis.questions import transfer_gap
 from synthetic_curves import N_VALUES, noisy_power_floor
 
 
@@ -103,3 +106,53 @@ def test_prediction_band_widens_and_covers_the_extrapolated_truth():
         assert (hi - lo)[-1] > (hi - lo)[0], "bands must widen when extrapolating"
         hits += lo[-1] <= truth[-1] <= hi[-1]
     assert hits >= 0.7 * trials
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 4])
+def test_a_seed_bootstrap_counts_its_distinct_resamples_and_gives_no_interval_below_five(seeds):
+    """Redrawing k whole seeds with replacement gives C(2k - 1, k) data sets: 3 for 2 seeds, not an interval."""
+    rng = np.random.default_rng(seeds)
+    n, y = noisy_power_floor(rng, seeds=seeds)
+    clusters = np.tile(np.arange(seeds), N_VALUES.size)
+    result = fit_law(n, y, fix={"D": 0.48}, bootstrap=200, seed=0, clusters=clusters)
+    assert result.bootstrap.distinct_resamples == math.comb(2 * seeds - 1, seeds)
+    if seeds == 2:
+        assert all(math.isnan(v) for band in result.intervals.values() for v in band)
+        message = "bootstrap over 2 seeds has only 3 distinct resamples: no interval"
+        assert message in result.warnings and message in result.report()
+        assert not result.bootstrap.has_interval and np.isnan(result.predict_interval(n)).all()
+        assert transfer_gap(result).interval is None and transfer_gap(result).note == message
+        assert result.to_dict()["intervals"]["C"] == [None, None]
+    else:
+        lo, hi = result.intervals["C"]
+        assert lo < result.params["C"] < hi and result.bootstrap.has_interval
+
+
+def test_resampling_whole_seeds_gets_a_shared_seed_offset_right():
+    """A seed that shifts every n by the same amount (its fine-tuning subset) moves C by the mean offset of the
+    seeds drawn: C's sampling SD is sd(offsets) / sqrt(5). Redrawing whole seeds finds that width; redrawing each
+    input's replicates independently treats the offsets as independent noise that bends the curve, and does not."""
+    rng = np.random.default_rng(3)
+    offsets = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
+    n = np.repeat(N_VALUES, 5)
+    seed_of_point = np.tile(np.arange(5), N_VALUES.size)
+    y = 0.48 * n**-0.2 + 0.8 + offsets[seed_of_point] + rng.normal(0, 0.0005, n.size)
+    expected = 2 * 1.96 * offsets.std(ddof=1) / math.sqrt(5)
+    paired = fit_law(n, y, fix={"D": 0.48}, bootstrap=300, seed=0, clusters=seed_of_point)
+    independent = fit_law(n, y, fix={"D": 0.48}, bootstrap=300, seed=0, resample="seeds")
+    width = {name: r.intervals["C"][1] - r.intervals["C"][0] for name, r in (("paired", paired),
+                                                                              ("independent", independent))}
+    assert 0.6 * expected < width["paired"] < 1.5 * expected
+    assert not 0.5 * expected < width["independent"] < 2 * expected
+    assert paired.bootstrap.unit == "5 seeds" and independent.bootstrap.unit == "5 seeds at each of 7 inputs"
+
+
+def test_point_and_residual_bootstraps_count_only_resamples_that_can_be_fitted():
+    n, y = N_VALUES[:3], 0.48 * N_VALUES[:3] ** -0.2 + 0.8
+    free_d = fit_law(n, y, bootstrap=50, seed=0, resample="points")  # 3 free parameters, 3 points
+    assert free_d.bootstrap.distinct_resamples == 1  # only the resample with every point once
+    assert "bootstrap over 3 points has only 1 distinct resample: no interval" in free_d.warnings
+    fixed_d = fit_law(n, y, fix={"D": 0.48}, bootstrap=50, seed=0, resample="points")
+    assert fixed_d.bootstrap.distinct_resamples == math.comb(5, 3) - 3  # minus the three single-point ones
+    two = fit_law(N_VALUES[:2], y[:2], fix={"D": 0.48, "C": 0.8}, bootstrap=50, seed=0, resample="residuals")
+    assert two.bootstrap.distinct_resamples == 4 and math.isnan(two.intervals["alpha"][0])
