@@ -103,6 +103,7 @@ class PretrainTask:
     """A task: the model it trains, its targets in memory, and its loss on a batch."""
 
     dataset: str  # the SCENE_TASKS view it reads
+    control: bool = False  # a control arm (labels unrelated to the image): not expected to beat its baseline
     num_classes_of_body: int | None = 0  # None: C (the body's own classifier is the head)
 
     def __init__(self, model: ModelConfig, head: HeadConfig, num_classes: int, image_size: int) -> None:
@@ -178,6 +179,20 @@ class MultiLabelTask(PretrainTask):
 
     def flip(self, target, width):
         return target
+
+
+@PRETRAIN_TASKS.register("multilabel_shuffled")
+class ShuffledMultiLabelTask(MultiLabelTask):
+    """The control arm of multilabel: the same scenes, the same label statistics, but each image gets another
+    image's label vector (a fixed permutation), so nothing about the content can be learned. A transfer gain
+    that the control shows too comes from the optimisation, the image statistics or the longer training, not
+    from what the synthetic labels say."""
+
+    control = True
+
+    def targets(self, examples: list[torch.Tensor]) -> torch.Tensor:
+        labels = super().targets(examples)
+        return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(20211))]
 
 
 class DenseTask(PretrainTask):

@@ -89,7 +89,7 @@ def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any
         weights = run.path / "model.pt"
         torch.save(body.state_dict(), weights)
         return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": job.dataset_id, "task": job.task,
-                "n": job.n, "seed": job.seed, **stats, **scores, "wall_seconds": time.perf_counter() - started,
+                "control": task.control, "n": job.n, "seed": job.seed, **stats, **scores, "wall_seconds": time.perf_counter() - started,
                 **provenance()}
 
     return run_once(run, context, work)

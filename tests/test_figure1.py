@@ -64,7 +64,7 @@ def test_each_pretraining_loss_decreases(name, scenes):
 
 
 def test_registry_names_the_four_paper_tasks():
-    assert PRETRAIN_TASKS.names() == ["detection", "multilabel", "normals", "segmentation"]
+    assert PRETRAIN_TASKS.names() == ["detection", "multilabel", "multilabel_shuffled", "normals", "segmentation"]
     with pytest.raises(UnknownNameError, match="multilabel"):
         PRETRAIN_TASKS.get("classification")
 
