@@ -120,10 +120,32 @@ def make_figures(results: Path, out: Path, bootstrap: int = 200, only: list[str]
         execute_notebook(NOTEBOOKS / f"{notebook}.ipynb", env, save_to=out / "notebooks" / f"{notebook}.ipynb")
         outcome[notebook] = "ran"
     present = [name for name in FINDINGS_ORDER if (out / "findings" / f"{name}.json").exists()]
-    findings = load_findings(out, present)
+    findings = [mark_protocol(f, name, results) for name in present for f in load_findings(out, [name])]
     atomic_write_text(out / "findings.md", findings_markdown(findings))
     atomic_write_text(out / "tables" / "findings.tex", findings_latex(findings))
     return outcome
+
+
+OLD_PROTOCOL = ("[earlier protocol: pre-training steps tied to n, fixed fine-tuning learning rates, 2 seeds; "
+                "re-judged with the paired statistics, not re-run] ")
+
+
+def fair_protocol(table_path: Path) -> bool:
+    """Whether a results table comes from the fair-test protocol: its pre-trainings recorded a held-out metric
+    against a trivial baseline and its fine-tunes chose their learning rate on a validation split."""
+    import pandas as pd
+
+    columns = pd.read_csv(table_path, nrows=0).columns
+    return {"pretrain_heldout", "lr", "val_error"} <= set(columns)
+
+
+def mark_protocol(finding: Any, name: str, results: Path) -> Any:
+    """Prefix a finding measured on tables of the earlier protocol, so no reader takes it for a fair test."""
+    from analysis.reproduction import Finding
+
+    tables = [results / f"{name}.csv"] if name != "extrapolation" else sorted(results.glob("*.csv"))
+    old = [t for t in tables if t.exists() and not fair_protocol(t)]
+    return Finding(finding.claim, finding.paper, OLD_PROTOCOL + finding.lab, finding.verdict) if old else finding
 
 
 def build_pdf(paper: Path = PAPER) -> Path:
