@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import platform
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from lab.models import ModelConfig, create_model
 from lab.pretrain_tasks import (LUMA, PRETRAIN_TASKS, HeadConfig, PretrainTask, SceneArrays, create_pretrain_task,
                                 heldout_losses)
 from lab.results import results_table, write_table
+from lab.stages import git_commit
+from lab.train import augment_batch
 from lab.rundir import atomic_write_text, config_hash
 from synth_render.scene3d.renderers import create_scene_renderer
 from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
@@ -247,20 +248,6 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() / 255.0 - NORM_MEAN) / NORM_STD).unsqueeze(1)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """lab.train.augment_batch on any device: the same draws from the same CPU generator (rotation +-10 deg,
-    scale 0.9-1.1, shift +-2 px), the grid sampled where x lives."""
-    n = x.shape[0]
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(10)
-    scale = 0.9 + torch.rand(n, generator=generator) * 0.2
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2.0 / x.shape[-1]) * 2
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    background = -NORM_MEAN / NORM_STD
-    return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
-
-
 def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the batch left-right: lab.pretrain_tasks.augment_batch with flip=True (the same
     draw), for multi-label targets, which a mirror leaves unchanged."""
@@ -424,7 +411,7 @@ def finetune(config: GpuFigure1Config, real: RealData, parent: dict[str, Any] | 
         def loss_of_batch(index: torch.Tensor, step: int) -> torch.Tensor:
             x = x_train[index]
             if recipe.augment:
-                x = augment(x, torch.Generator().manual_seed(seed * 1_000_003 + step + 7))
+                x = augment_batch(x, torch.Generator().manual_seed(seed * 1_000_003 + step + 7))
             return F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y_train[index])
         return loss_of_batch
 
@@ -457,19 +444,6 @@ def finetune(config: GpuFigure1Config, real: RealData, parent: dict[str, Any] | 
             "pretrain_beats_baseline": None, **summary, "pretrain_steps": parent["steps"] if parent else 0,
             "finetune_seconds": time.perf_counter() - started, "steps": recipe.steps, "train_seconds": train_seconds,
             **provenance(device)}
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD with '-dirty' when tracked files differ (lab.stages.git_commit); 'unknown' outside a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here)
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True, timeout=10, cwd=here)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = head.stdout.strip()
-    return commit + ("-dirty" if dirty.returncode == 1 else "") if commit else "unknown"
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2.0 / x.shape[-1]) * 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)  # draws on the CPU
     background = -NORM_MEAN / NORM_STD  # pad with black, not with the normalised zero (grey)
     return F.grid_sample(x - background, grid, align_corners=False, padding_mode="zeros") + background
 

@@ -14,8 +14,18 @@ from lab.parallel.groups import TorusGroups
 from lab.parallel.hooks import ALLREDUCE, register_allreduce, torus_hook
 from lab.parallel.loss import smoothed_cross_entropy
 from lab.parallel.lr_schedule import LRScheduleConfig, lr_for, peak_lr
-from lab.parallel.recipe import BatchControlRecipe, load_recipe
 from lab.parallel.torus import torus_allreduce_
+
+
+
+def __getattr__(name: str):
+    """The recipe (Hydra/omegaconf and the launcher) loads on first use, so training code imports without them."""
+    if name in ("BatchControlRecipe", "load_recipe"):
+        from lab.parallel import recipe
+
+        return getattr(recipe, name)
+    raise AttributeError(f"module 'lab.parallel' has no attribute {name!r}")
+
 
 __all__ = [
     "ALLREDUCE", "AllReduceConfig", "BatchControlRecipe", "BatchPhase", "BatchSchedule", "BatchScheduleConfig",
