@@ -33,7 +33,8 @@ def test_unknown_key_is_rejected_with_the_valid_ones():
 def test_imagenet_folder_config_also_feeds_the_digits_demo(tmp_path, folder):
     from experiments.digits_demo import DemoConfig, validate
 
-    config = load_config(CONF_DIR, "demo", DemoConfig, ["data=imagenet_folder", f"data.root={folder}", "s=[4]"])
+    config = load_config(CONF_DIR, "demo", DemoConfig, ["data=imagenet_folder", f"data.root={folder}", "s=[4]",
+                                                       "data.val_size=4"])
     assert config.data.name == "imagefolder" and config.data.test_size == 0
     validate(config)
 
