@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from synth_render.scene3d.geometry import camera_frame_matrix, camera_frame_normals
 from synth_render.scene3d.sampler import SceneSamplerConfig
@@ -15,12 +14,7 @@ from synth_render.scene3d.writer import Scene3DGenerator, Scene3DRendererConfig
 SIZE = 24
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def written(scene: Scene, **overrides) -> dict:

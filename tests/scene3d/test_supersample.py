@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from synth_render.scene3d.geometry import camera_frame_normals
 from synth_render.scene3d.renderers import RenderOutput, create_scene_renderer
@@ -19,12 +18,7 @@ SIZE = 16
 MISS = (None, np.inf)  # a sample whose ray hit nothing
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def render_of(samples: list[list[tuple[int | None, float]]]) -> RenderOutput:
