@@ -18,7 +18,7 @@ system-deps:
 
 env: $(STAMP)
 
-demo: $(STAMP)  ## the demo scaling study (8-10 minutes on 2 cores); results in runs/digits_demo/
+demo: $(STAMP)  ## the demo scaling study (7-9 minutes on 2 cores); results in runs/digits_demo/
 	$(BIN)/lab demo
 
 test: $(STAMP) system-deps  ## the default test suite (slow tests excluded)

@@ -38,7 +38,7 @@ class FitConfig:
 
 @dataclass
 class DemoConfig:
-    """The digits scaling study. Defaults are sized for a 2-core laptop (about 8 minutes)."""
+    """The digits scaling study. Defaults are sized for a 2-core laptop (7-9 minutes)."""
 
     experiment: str = "digits_demo"
     root: str = "runs"
