@@ -246,10 +246,15 @@ def heldout_classification(model: torch.nn.Module, images: Any, labels: Any, tra
     if len(labels) == 0:
         return {"pretrain_metric": None}
     error = evaluate(model, images, labels)["error"]
-    majority = int(np.bincount(np.asarray(train_labels)).argmax())
-    baseline = float(np.mean(np.asarray(labels) != majority))
+    baseline = majority_class_error(train_labels, labels)
     return {"pretrain_metric": "heldout_top1_error", "heldout": error, "heldout_baseline": baseline,
             "beats_baseline": bool(error < baseline)}
+
+
+def majority_class_error(train_labels: Any, labels: Any) -> float:
+    """Error on `labels` of always predicting the most frequent training label (the label prior's guess)."""
+    majority = int(np.bincount(np.asarray(train_labels)).argmax())
+    return float(np.mean(np.asarray(labels) != majority))
 
 
 def run_parent(pretrain: Any, progress: bool = False) -> dict[str, Any]:
@@ -259,7 +264,9 @@ def run_parent(pretrain: Any, progress: bool = False) -> dict[str, Any]:
     return execute(progress) if execute is not None else run_pretrain(pretrain, progress)
 
 
-PARENT_SUMMARY = ("pretrain_metric", "heldout", "heldout_baseline", "beats_baseline")
+# fine-tune result key -> its pre-training's result key: each point carries whether its body learned anything
+PARENT_SUMMARY = {"pretrain_metric": "pretrain_metric", "pretrain_heldout": "heldout",
+                  "pretrain_heldout_baseline": "heldout_baseline", "pretrain_beats_baseline": "beats_baseline"}
 
 
 def run_finetune(job: FinetuneJob) -> dict[str, Any]:
@@ -281,16 +288,15 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
             model, stats, search = _choose_lr(job, parent, split, images, labels, num_classes, run, context)
         else:
             model = _initial_model(job, parent, num_classes)
-            lr = job.train.train_config(parent is None).lr
-            stats = train_classifier(model, images, labels, job.train.train_config(parent is None), run,
-                                     seed=job.seed, desc=f"finetune n={job.n} s={job.s} seed={job.seed}",
+            config = job.train.train_config(parent is None)
+            stats = train_classifier(model, images, labels, config, run, seed=job.seed,
+                                     desc=f"finetune n={job.n} s={job.s} seed={job.seed}",
                                      channels_last=job.model.channels_last, progress=job.progress, context=context)
-            search = {"lr": lr, "val_error": None, "lr_search": []}
+            search = {"lr": config.lr, "val_error": None, "lr_search": []}
         metrics = evaluate(model, split.test_images, split.test_labels)
         if context.is_main:
             run.log_metrics({"stage": "eval", "step": stats["steps"], **metrics})
-        majority = int(np.bincount(labels).argmax())  # the label prior of the fine-tuning subset
-        baseline = float(np.mean(split.test_labels != majority))
+        baseline = majority_class_error(labels, split.test_labels)  # the label prior of the fine-tuning subset
         return {
             "run_hash": run.hash, "n": job.n, "s": job.s, "seed": job.seed, "model": job.model.name,
             "data": job.data.name, "metrics": metrics, "test_size": len(split.test_labels),
@@ -298,8 +304,7 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
             "pretrain_hash": parent["run_hash"] if parent else None,
             "dataset_hash": parent["dataset_hash"] if parent else None,
             "pretrain_seconds": parent["wall_seconds"] if parent else 0.0,
-            **{f"pretrain_{k}" if not k.startswith("pretrain_") else k: parent.get(k) if parent else None
-               for k in PARENT_SUMMARY},
+            **{key: parent.get(source) if parent else None for key, source in PARENT_SUMMARY.items()},
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
 
@@ -315,6 +320,11 @@ def _initial_model(job: FinetuneJob, parent: dict[str, Any] | None, num_classes:
     return model
 
 
+def _trial(run: RunDir, lr: float) -> RunDir:
+    """The sub-run of one learning rate of the grid: its checkpoints, metrics, weights and result."""
+    return RunDir(run.path / "lr_search" / f"lr{lr:g}")
+
+
 def _choose_lr(job: FinetuneJob, parent: dict[str, Any] | None, split: Any, images: Any, labels: Any,
                num_classes: int, run: RunDir, context: DistributedContext) -> tuple[torch.nn.Module, dict, dict]:
     """Train once per rate of the grid (each a resumable sub-run), keep the lowest validation error.
@@ -324,7 +334,7 @@ def _choose_lr(job: FinetuneJob, parent: dict[str, Any] | None, split: Any, imag
         raise ValueError(f"finetune.lr_grid needs a validation split: set data.val_size > 0 for {job.data.name}")
     trials = []
     for lr in job.train.lr_grid:
-        trial = RunDir(run.path / "lr_search" / f"lr{lr:g}")
+        trial = _trial(run, lr)
         if trial.done:
             trials.append(trial.read_result())
             continue
@@ -341,7 +351,7 @@ def _choose_lr(job: FinetuneJob, parent: dict[str, Any] | None, split: Any, imag
     best = min(range(len(trials)), key=lambda i: (trials[i]["val_error"], i))
     chosen = trials[best]
     model = create_model(job.model, num_classes=num_classes)
-    weights = RunDir(run.path / "lr_search" / f"lr{chosen['lr']:g}").path / "model.pt"
+    weights = _trial(run, chosen["lr"]).path / "model.pt"
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     stats = {k: chosen[k] for k in ("steps", "resumed_from_step", "train_seconds", "world_size") if k in chosen}
     stats["train_seconds"] = sum(t.get("train_seconds", 0.0) for t in trials)
