@@ -495,8 +495,9 @@ wait_until_ready() {
     local deadline=$((SECONDS + WAIT_S)) state="" resumed=0
     while :; do
         state="$(node_state "$NODE_NAME" || true)"
+        # "planned" = idle, but reserved by the backfill scheduler for a pending job: usable.
         case "$state" in
-            idle | mixed | allocated | completing) break ;;
+            idle | mixed | allocated | completing | planned) break ;;
             down* | drain*)
                 if ((!resumed)); then
                     # e.g. left drained by an earlier unclean stop; the node is ours, bring it back.
@@ -629,7 +630,7 @@ cmd_status() {
     elif nodes="$(timeout 5 sinfo -h -N -o '%N %T %c %m' 2>/dev/null)" && [[ -n "$nodes" ]]; then
         while read -r n st c m; do
             printf '  node       %s: %s (%s CPUs, %s MB)\n' "$n" "$st" "$c" "$m"
-            case "$st" in idle | mixed | allocated | completing) ;; *) ok=1 ;; esac
+            case "$st" in idle | mixed | allocated | completing | planned) ;; *) ok=1 ;; esac
         done <<<"$nodes"
     else
         printf '  sinfo      FAILED (see %s)\n' "$CTLD_LOG"

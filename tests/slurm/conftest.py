@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -13,7 +14,10 @@ START_HINT = (
 )
 
 
-USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
+# "planned" is an idle node that the backfill scheduler has reserved for a pending job: up and usable.
+USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing", "planned"}
+# A node passes through transient states (e.g. after a test cancelled a job); wait this long before giving up.
+NODE_WAIT_S = 60.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,7 +40,11 @@ def _why_unusable(partition: str) -> str | None:
         partitions = {line.split()[0].rstrip("*") for line in sinfo.stdout.splitlines() if line.strip()}
         if partition not in partitions:
             return f"partition '{partition}' not found (sinfo lists {sorted(partitions)})"
+        deadline = time.monotonic() + NODE_WAIT_S
         states = set(_run("sinfo", "-h", "-p", partition, "-o", "%T").stdout.split())
+        while not states & USABLE_NODE_STATES and time.monotonic() < deadline:
+            time.sleep(1.0)
+            states = set(_run("sinfo", "-h", "-p", partition, "-o", "%T").stdout.split())
         if not states & USABLE_NODE_STATES:
             return f"no usable node in partition '{partition}' (node states: {sorted(states)})"
         sacct = _run("sacct", "-n", "-X", "-S", "now-1hours", "-o", "JobID")
