@@ -59,3 +59,12 @@ def init_distributed() -> DistributedContext:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     dist.init_process_group(backend=backend, rank=env.rank, world_size=env.world_size)
     return DistributedContext(env.rank, env.world_size)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when there is one; an explicit 'cuda' without one is an error, not a silent CPU run."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available (use device=cpu or auto)")
+    return torch.device(device)

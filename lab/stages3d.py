@@ -14,14 +14,13 @@ from typing import Any
 
 import torch
 
-from lab.checkpoint import save_checkpoint
 from lab.distributed import init_distributed
 from lab.models import ModelConfig
 from lab.pretrain_tasks import (AugmentConfig, HeadConfig, PretrainTask, SceneArrays, augment_batch,
                                 create_pretrain_task, heldout_losses, load_scene_arrays, split_arrays)
 from lab.rundir import RunDir
 from lab.stages import PretrainConfig, run_once, provenance
-from lab.train import NonFiniteLossError, TrainConfig, _batch_indices, lr_at, to_tensor
+from lab.train import TrainConfig, batch_indices, lr_at, run_steps, to_tensor
 
 
 @dataclass
@@ -98,44 +97,20 @@ def run_pretrain_3d(job: Pretrain3DJob, progress: bool = False) -> dict[str, Any
 def train_task(task: PretrainTask, body: torch.nn.Module, head: torch.nn.Module, arrays: SceneArrays,
                config: TrainConfig, run: RunDir, *, seed: int,
                augment: AugmentConfig = AugmentConfig()) -> dict[str, Any]:
-    """AdamW with warm-up + cosine (`lab.train.lr_at`), batches as in `lab.train`, resumable from `run`."""
+    """The one loop (`lab.train.engine`) on the task's loss: AdamW, warm-up + cosine, batches as in `lab.train`."""
     x_all = to_tensor(arrays.images)
     memory_format = torch.channels_last if task.model_config.channels_last else torch.contiguous_format
     modules = torch.nn.ModuleDict({"body": body, "head": head})
     optimizer = torch.optim.AdamW(modules.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    last = run.checkpoint_dir / "last.pt"
-    start = 0
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        modules.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    modules.train()
     batch_size = min(config.batch_size, len(x_all))
-    started, running, logged = time.perf_counter(), 0.0, []
-    for step in range(start, config.steps):
-        index = _batch_indices(step, len(x_all), batch_size, seed)
+
+    def step_loss(step: int) -> torch.Tensor:
+        index = batch_indices(step, len(x_all), batch_size, seed)
         x, target = augment_batch(task, x_all[index], task.batch(arrays.targets, index), augment,
                                   torch.Generator().manual_seed(seed * 1_000_003 + step + 7))
-        x = x.contiguous(memory_format=memory_format)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        loss = task.loss(body, head, x, target)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"pretrain3d: loss is {loss.item()} at step {step} "
-                                     f"(lr {lr_at(step, config):.3g}); lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running += loss.item()
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            count = (done - start) % config.log_every or config.log_every
-            logged.append(running / count)
-            run.log_metrics({"stage": f"pretrain3d-{task.dataset}", "step": done, "loss": running / count,
-                             "lr": lr_at(step, config)})
-            running = 0.0
-        if done % config.checkpoint_every == 0 and done < config.steps:
-            save_checkpoint(last, {"model": modules.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
-    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
-            "final_loss": logged[-1] if logged else None}
+        return task.loss(body, head, x.contiguous(memory_format=memory_format), target)
+
+    stats = run_steps(modules, optimizer, step_loss, steps=config.steps, lr_at=lambda step: lr_at(step, config),
+                      run=run, desc=f"pretrain3d-{task.dataset}", log_every=config.log_every,
+                      checkpoint_every=config.checkpoint_every, hint="lower the learning rate")
+    return {key: stats[key] for key in ("steps", "resumed_from_step", "train_seconds", "final_loss")}

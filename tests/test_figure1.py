@@ -8,14 +8,14 @@ import torch
 
 from experiments.cli import SWEEP_STUDIES, main
 from experiments.figure1 import Figure1Config, plan_figure1, run_figure1
-from lab import stages3d, sweep
+from lab import sweep
 from lab.config import ConfigError, load_config
 from lab.models import ModelConfig, create_model
 from lab.pretrain_tasks import PRETRAIN_TASKS, HeadConfig, create_pretrain_task, load_scene_arrays
 from lab.registry import UnknownNameError
 from lab.stages import PretrainConfig, _load_backbone
 from lab.stages3d import Pretrain3DJob, run_pretrain_3d
-from lab.train import to_tensor
+from lab.train import engine, to_tensor
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.writer import Scene3DRendererConfig
 from tests.conftest import CONF_DIR
@@ -102,17 +102,17 @@ def test_an_interrupted_pretraining_resumes_to_the_same_weights(scenes, tmp_path
                              train=PretrainConfig(steps=4, batch_size=4, checkpoint_every=2, holdout=4), threads=1)
 
     straight = run_pretrain_3d(job(tmp_path / "a"))
-    real_save = stages3d.save_checkpoint
+    real_save = engine.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         raise Preempted
 
-    monkeypatch.setattr(stages3d, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_die)
     with pytest.raises(Preempted):
         run_pretrain_3d(job(tmp_path / "b"))
     assert not job(tmp_path / "b").run_dir().done
-    monkeypatch.setattr(stages3d, "save_checkpoint", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     resumed = run_pretrain_3d(job(tmp_path / "b"))
     assert resumed["resumed_from_step"] == 2 and straight["resumed_from_step"] == 0
     a, b = (torch.load(r["weights"], weights_only=True) for r in (straight, resumed))

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from lab.checkpoint import save_checkpoint
 from lab.data.real import balanced_subset
 from lab.data.user_datasets import USER_DATASETS, TaskData, TaskDataConfig
 from lab.rundir import RunDir, sha256_file
@@ -23,7 +22,8 @@ from lab.stages import provenance
 from lab.tasks.backbone import check_backbone, load_backbone_weights
 from lab.tasks.base import TASKS
 from lab.tasks.detection import DetectorConfig
-from lab.train import NonFiniteLossError, TrainConfig, lr_at
+from lab.distributed import resolve_device
+from lab.train import Hooks, TrainConfig, batch_indices, lr_at, run_steps
 
 OPTIMIZERS = {"sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
               "adamw": lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)}
@@ -111,15 +111,11 @@ class StepBatches(torch.utils.data.Sampler):
         return self.steps - self.start
 
     def __iter__(self) -> Iterator[list[int]]:
-        per_epoch = self.n // self.batch_size
         for step in range(self.start, self.steps):
-            epoch, position = divmod(step, per_epoch)
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-            yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+            yield batch_indices(step, self.n, self.batch_size, self.seed).tolist()
 
 
-def pick_device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+pick_device = resolve_device  # the name earlier code imports
 
 
 def run_task_finetune(config: TaskFinetuneConfig) -> dict[str, Any]:
@@ -147,45 +143,33 @@ def _fine_tune(config: TaskFinetuneConfig, task: Any, data: TaskData, s: int, ru
     model = task.build_model(config.backbone, data.num_classes, config.data.image_size)
     if config.pretrained:
         load_backbone_weights(task.body(model), config.pretrained)
-    device = pick_device(config.device)
+    device = resolve_device(config.device)
     model.to(device)
     recipe = config.train
     lr = recipe.scratch_lr if not config.pretrained and recipe.scratch_lr > 0 else recipe.lr
     schedule = TrainConfig(steps=recipe.steps, lr=lr, warmup_frac=recipe.warmup_frac)
     optimizer = OPTIMIZERS[recipe.optimizer]([p for p in model.parameters() if p.requires_grad], recipe)
-    last = run.checkpoint_dir / "last.pt"
-    start = 0
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(data.train, subset.tolist()), collate_fn=task.collate, num_workers=recipe.workers,
-        batch_sampler=StepBatches(len(subset), recipe.batch_size, config.seed, start, recipe.steps),
-        generator=torch.Generator().manual_seed(config.seed * 1_000_003 + start), persistent_workers=False)
-    model.train()
-    running, desc = 0.0, f"{config.task} {config.backbone} s={s} seed={config.seed}"
-    for step, batch in enumerate(loader, start):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, schedule)
-        loss = task.loss(model, batch, device)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, schedule):.3g}); "
-                                     f"lower the learning rate or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running += loss.item()
-        done = step + 1
-        if done % recipe.log_every == 0 or done == recipe.steps:
-            count = (done - start) % recipe.log_every or recipe.log_every
-            run.log_metrics({"stage": desc, "step": done, "loss": running / count, "lr": lr_at(step, schedule)})
-            if config.progress:
-                print(f"{desc}: step {done}/{recipe.steps} loss {running / count:.4f}", flush=True)
-            running = 0.0
-        if done % recipe.checkpoint_every == 0 and done < recipe.steps:
-            save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done})
+    desc = f"{config.task} {config.backbone} s={s} seed={config.seed}"
+    batches: list[Iterator[Any]] = []  # the loader starts where the loop resumes, so it is made at the first step
+
+    def step_loss(step: int) -> torch.Tensor:
+        if not batches:
+            batches.append(iter(torch.utils.data.DataLoader(
+                torch.utils.data.Subset(data.train, subset.tolist()), collate_fn=task.collate,
+                num_workers=recipe.workers, batch_sampler=StepBatches(len(subset), recipe.batch_size, config.seed,
+                                                                      step, recipe.steps),
+                generator=torch.Generator().manual_seed(config.seed * 1_000_003 + step), persistent_workers=False)))
+        return task.loss(model, next(batches[0]), device)
+
+    def log(done: int, rate: float, means: dict[str, float]) -> None:
+        run.log_metrics({"stage": desc, "step": done, "loss": means["loss"], "lr": rate})
+        if config.progress:
+            print(f"{desc}: step {done}/{recipe.steps} loss {means['loss']:.4f}", flush=True)
+
+    stats = run_steps(model, optimizer, step_loss, steps=recipe.steps, lr_at=lambda step: lr_at(step, schedule),
+                      run=run, desc=desc, log_every=recipe.log_every, checkpoint_every=recipe.checkpoint_every,
+                      hooks=Hooks(log=log))
+    start = stats["resumed_from_step"]
     train_seconds = time.perf_counter() - started
     model.eval()
     test = torch.utils.data.DataLoader(data.test, batch_size=recipe.eval_batch_size, collate_fn=task.collate,

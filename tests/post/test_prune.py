@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-import lab.lm_train
-from lab.lm_train import LMTrainConfig, TokenStream
+from lab.train import engine
+from lab.train.lm import LMTrainConfig, TokenStream
 from lab.models.plamo import create_plamo, load_pretrained
 from lab.post.distill import DistillConfig, distill, distillation_loss
 from lab.post.prune import (
@@ -179,20 +179,20 @@ def test_an_interrupted_distillation_resumes_to_the_same_weights(tmp_path, monke
     straight = student(0)
     stats = distill(straight, teacher, stream, train, config, RunDir(tmp_path / "a"), seed=1)
     assert stats["resumed_from_step"] == 0 and stats["train_tokens"] == 6 * 4 * 16
-    real_save = lab.lm_train.save_training_state
+    real_save = engine.save_checkpoint
     saves = []
 
-    def save_twice_then_die(path, model, optimizer, step):
-        real_save(path, model, optimizer, step)
-        saves.append(step)
+    def save_twice_then_die(path, state):
+        real_save(path, state)
+        saves.append(state["step"])
         if len(saves) == 2:
             raise Preempted
 
-    monkeypatch.setattr(lab.lm_train, "save_training_state", save_twice_then_die)
+    monkeypatch.setattr(engine, "save_checkpoint", save_twice_then_die)
     with pytest.raises(Preempted):
         distill(student(0), teacher, stream, train, config, RunDir(tmp_path / "b"), seed=1)
     assert saves == [2, 4]
-    monkeypatch.setattr(lab.lm_train, "save_training_state", real_save)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
     resumed = student(7)  # another start: every weight must come from the step-4 checkpoint
     stats = distill(resumed, teacher, stream, train, config, RunDir(tmp_path / "b"), seed=1)
     assert stats["resumed_from_step"] == 4

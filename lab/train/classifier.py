@@ -1,4 +1,4 @@
-"""The classification training loop: read top to bottom, resumable, and loud about bad numbers.
+"""Image classification on the one loop (`lab.train.engine`): the digits' recipe, augmentation and evaluation.
 
 Batches and augmentations at step t are drawn from generators seeded by (seed, t), so a run resumed from a
 checkpoint at step t continues exactly as the uninterrupted run would have.
@@ -7,28 +7,21 @@ checkpoint at step t continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.checkpoint import save_training_state
 from lab.distributed import DistributedContext
 from lab.parallel import AllReduceConfig, register_allreduce
 from lab.rundir import RunDir
+from lab.train.engine import NonFiniteLossError, run_steps
+from lab.train.schedule import batch_indices, warmup_cosine
 
 NORM_MEAN, NORM_STD = 0.5, 0.5
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the run stops and its directory is not marked done."""
 
 
 @dataclass
@@ -74,19 +67,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    warmup = max(1, int(config.warmup_frac * config.steps))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.steps - warmup)
-    return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine(step, config.steps, config.lr, config.warmup_frac)
 
 
-def _batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Epoch-wise shuffling, a pure function of (seed, step)."""
-    per_epoch = max(1, n // batch_size)
-    epoch, position = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return order[position * batch_size : (position + 1) * batch_size]
+_batch_indices = batch_indices  # the name earlier code imports
 
 
 def train_classifier(
@@ -110,50 +94,22 @@ def train_classifier(
     x_all, y_all = to_tensor(images), torch.from_numpy(labels).long()
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    last = run.checkpoint_dir / "last.pt"
-    start = 0
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-    model.train()
     trained = DistributedDataParallel(model) if context.active else model
     if context.active:
         register_allreduce(trained, config.allreduce, context)
     batch_size = min(config.batch_size, len(y_all))
-    started, running = time.perf_counter(), 0.0
-    bar = tqdm(range(start, config.steps), desc=desc, initial=start, total=config.steps, leave=False,
-               disable=not (progress and context.is_main))
-    for step in bar:
-        index = _batch_indices(step, len(y_all), batch_size, seed)[context.rank :: context.world_size]
+
+    def step_loss(step: int) -> torch.Tensor:
+        index = batch_indices(step, len(y_all), batch_size, seed)[context.rank :: context.world_size]
         x, y = x_all[index], y_all[index]
         if config.augment:
             x = augment_batch(x, torch.Generator().manual_seed(seed * 1_000_003 + step + 7 + 7_919 * context.rank))
-        x = x.contiguous(memory_format=memory_format)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        loss = F.cross_entropy(trained(x), y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{desc}: loss is {loss.item()} at step {step} (lr {lr_at(step, config):.3g}); "
-                f"lower the learning rate or check the data. Last good checkpoint: {last if last.exists() else 'none'}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running += loss.item()
-        done = step + 1
-        if context.is_main and (done % config.log_every == 0 or done == config.steps):
-            count = (done - start) % config.log_every or config.log_every
-            run.log_metrics({"stage": desc, "step": done, "loss": running / count, "lr": lr_at(step, config)})
-            bar.set_postfix(loss=f"{running / count:.3f}")
-            running = 0.0
-        if context.is_main and done % config.checkpoint_every == 0 and done < config.steps:
-            save_training_state(last, model, optimizer, done)
-    bar.close()
-    return {"steps": config.steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
-            "world_size": context.world_size}
+        return F.cross_entropy(trained(x.contiguous(memory_format=memory_format)), y)
+
+    stats = run_steps(model, optimizer, step_loss, steps=config.steps, lr_at=lambda step: lr_at(step, config),
+                      run=run, desc=desc, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+                      context=context, ddp=trained if context.active else None, progress=progress)
+    return {key: stats[key] for key in ("steps", "resumed_from_step", "train_seconds", "world_size")}
 
 
 @torch.no_grad()
