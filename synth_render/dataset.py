@@ -1,13 +1,15 @@
-"""Render a synthetic dataset to verified shards, and draw contact sheets of it."""
+"""Render a synthetic dataset to verified shards, and draw contact sheets of it; `RenderJob` is `lab render`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from lab.config import ConfigError
 from lab.data.shards import NPZ_FORMAT, ShardedDataset, write_sharded
 from lab.rundir import to_plain
 from synth_render.registry import create_renderer
@@ -51,3 +53,54 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray | None = None, columns:
         sheet[r * (height + 1) : r * (height + 1) + height, c * (width + 1) : c * (width + 1) + width] = image
     picture = Image.fromarray(sheet)
     return picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
+
+
+@dataclass
+class RenderJob:
+    """`lab render` with one renderer: `count` samples of `renderer` into `out`, optionally a contact sheet.
+
+    Each renderer names its job (`job = ...` on the registered class): a subclass that types `renderer` with the
+    renderer's config (Hydra's schema of `lab render renderer=NAME`), may change defaults, and may override
+    `check`, `describe`, `write_preview` and `extra_outputs`. A redefined field keeps its place in the order.
+    """
+
+    renderer: Any = None
+    count: int = 1000
+    out: str = ""
+    workers: int = 2
+    preview: str = ""  # PNG path for a contact sheet of the first samples ("" = none)
+    preview_count: int = 160
+
+    def check(self) -> None:
+        """Every check that needs no rendering, so a bad setting fails before any work."""
+        for key in ("count", "workers", "preview_count"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        try:
+            create_renderer(self.renderer)  # validates the renderer's config
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def describe(self) -> str:
+        """Words about the render after its sample count, e.g. " (lv3, torch engine, 64x64)"."""
+        return ""
+
+    @staticmethod
+    def write_preview(folder: Path | str, out: Path | str, count: int, zoom: int = 3) -> None:
+        """A contact sheet of the first `count` samples of a rendered npz folder, sorted by label."""
+        dataset = ShardedDataset.open(folder)
+        sample = dataset.load(min(count, dataset.count))
+        contact_sheet(sample["image"], sample["label"], zoom=zoom).save(out)
+
+    def extra_outputs(self) -> list[str]:
+        """Write any further outputs of the rendered folder; one line each for the report."""
+        return []
+
+    def run(self) -> str:
+        self.check()
+        dataset = render_dataset(self.renderer, self.count, self.out, workers=self.workers)
+        lines = [f"{dataset.count} samples{self.describe()} in {self.out} (content hash {dataset.content_hash[:16]})"]
+        if self.preview:
+            self.write_preview(self.out, self.preview, self.preview_count)
+            lines.append(f"contact sheet: {self.preview}")
+        return "\n".join(lines + self.extra_outputs())

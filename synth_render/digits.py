@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from synth_render.dataset import RenderJob
 from synth_render.fonts import FONT_SETS, find_fonts
 from synth_render.registry import RENDERERS
 
@@ -60,6 +61,14 @@ class DigitRendererConfig:
             raise ValueError(f"renderer.shard_size must be positive, got {self.shard_size}")
 
 
+@dataclass
+class DigitRenderJob(RenderJob):
+    """`lab render` (digits are the default renderer): npz shards, a contact sheet sorted by label."""
+
+    renderer: DigitRendererConfig = field(default_factory=DigitRendererConfig)
+    out: str = "runs/render/digits"
+
+
 @lru_cache(maxsize=256)
 def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), size)
@@ -84,6 +93,7 @@ class DigitRenderer:
     """Renders digit `index % 10` (classes stay balanced in every prefix) for sample `index`."""
 
     num_classes = 10
+    job = DigitRenderJob
 
     def __init__(self, config: DigitRendererConfig) -> None:
         config.validate()

@@ -36,12 +36,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from lab.config import ConfigError
 from lab.data.tar_shards import KEY, TAR_FORMAT
 from lab.rundir import to_plain
+from synth_render.dataset import RenderJob
 from synth_render.registry import RENDERERS
 from synth_render.scene3d.annotations import annotation_record, visibility_threshold
 from synth_render.scene3d.geometry import camera_frame_normals
-from synth_render.scene3d.renderers import SCENE_RENDERERS, SceneRenderer, create_scene_renderer
+from synth_render.scene3d.renderers import (SCENE_RENDERERS, RendererUnavailableError, SceneRenderer,
+                                            create_scene_renderer)
 from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
 from synth_render.scene3d.scene import Camera, Scene
 from synth_render.scene3d.supersample import MAX_SUPERSAMPLE, downsample_outputs
@@ -120,10 +123,47 @@ class Scene3DRendererConfig:
             raise ValueError(f"renderer.sampler: {error}") from None
 
 
+@dataclass
+class Scene3DRenderJob(RenderJob):
+    """`lab render renderer=scenes3d`: tar shards, a contact sheet of every output, optionally a COCO export."""
+
+    renderer: Scene3DRendererConfig = field(default_factory=Scene3DRendererConfig)
+    count: int = 64
+    out: str = "runs/render/scenes3d"
+    preview_count: int = 8
+    coco: str = ""  # path of a COCO-style JSON export of all samples ("" = none)
+
+    def check(self) -> None:
+        """Also builds the engine: a missing optional package fails here, saying what to install."""
+        try:
+            super().check()
+        except RendererUnavailableError as error:
+            raise ConfigError(f"renderer.engine={self.renderer.engine}: {error}") from None
+
+    def describe(self) -> str:
+        cfg = self.renderer
+        return f" ({cfg.level}, {cfg.engine} engine, {cfg.width}x{cfg.height})"
+
+    @staticmethod
+    def write_preview(folder: Any, out: Any, count: int, zoom: int = 4) -> None:
+        from synth_render.scene3d.preview import write_preview
+
+        write_preview(folder, out, count, zoom)
+
+    def extra_outputs(self) -> list[str]:
+        if not self.coco:
+            return []
+        from synth_render.scene3d.coco import export_coco
+
+        export_coco(self.out, self.coco)
+        return [f"COCO annotations: {self.coco}"]
+
+
 @RENDERERS.register("scenes3d")
 class Scene3DGenerator:
     """index -> one encoded tar sample. Picklable: the engine is built lazily in each worker process."""
 
+    job = Scene3DRenderJob
     shard_format = TAR_FORMAT
     start_method = "spawn"  # engines run torch / OpenMP / LLVM threads, which a forked worker may deadlock on
 

@@ -6,7 +6,6 @@ and families. `create_text_generator(config)` builds one by `config.name`; `rend
 write documents with per-document character and token counts; `TextDataset` reads them back.
 """
 
-from synth_render.text import arithmetic, dialogue, facts, structured  # noqa: F401  (registers families)
 from synth_render.text.config import TextGenConfig
 from synth_render.text.dataset import TextDataset, render_text, render_until
 from synth_render.text.registry import TEXT_GENERATORS, create_text_generator, text_config

@@ -1,4 +1,7 @@
-"""The text generator registry: a config's `name` picks the family; `text_config` builds its default config."""
+"""The text generator registry: a config's `name` picks the family; `text_config` builds its default config.
+
+A family is one module in `synth_render.text` with `@TEXT_GENERATORS.register("name")` on its generator class
+(which names its `config_class`); the registry imports the package's modules before its first lookup."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 from lab.registry import Registry
 from lab.rundir import to_plain
 
-TEXT_GENERATORS: Registry[Any] = Registry("text generator")
+TEXT_GENERATORS: Registry[Any] = Registry("text generator", discover="synth_render.text")
 
 
 def text_config(name: str, **overrides: Any) -> Any:

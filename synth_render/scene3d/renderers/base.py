@@ -67,11 +67,11 @@ def check_size(width: int, height: int) -> None:
         raise ValueError(f"image size must be positive integers, got width={width!r}, height={height!r}")
 
 
-SCENE_RENDERERS: Registry[type[SceneRenderer]] = Registry("scene renderer")
+# an engine is one module in this package with `@SCENE_RENDERERS.register("name")`; optional packages (mitsuba,
+# bpy) are imported only when the engine is constructed, so discovering the package never needs them
+SCENE_RENDERERS: Registry[type[SceneRenderer]] = Registry("scene renderer", discover="synth_render.scene3d.renderers")
 
 
 def create_scene_renderer(name: str, **options: Any) -> SceneRenderer:
     """Build the scene renderer registered as `name`; unknown names list the valid ones."""
-    import synth_render.scene3d.renderers  # noqa: F401  (registers the built-in renderers)
-
     return SCENE_RENDERERS.get(name)(**options)
