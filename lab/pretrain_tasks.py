@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.data.scene_tasks import (DetectionDataset, MultiLabelDataset, NormalsDataset, SceneTaskDataset,
+                                  SegmentationDataset)
 from lab.models import ModelConfig, create_model
 from lab.registry import Registry
 
@@ -100,15 +102,25 @@ class PyramidDecoder(nn.Module):
 
 
 class PretrainTask:
-    """A task: the model it trains, its targets in memory, and its loss on a batch."""
+    """A task: the model it trains, its targets in memory, and its loss on a batch.
 
-    dataset: str  # the SCENE_TASKS view it reads
+    A task is one class with one decorator, `@PRETRAIN_TASKS.register("name")`. It names the `view` of a rendered
+    scenes3d folder it reads (a `lab.data.scene_tasks.SceneTaskDataset`; a new kind of target is a new subclass,
+    which needs no registration of its own) and turns that view's per-sample targets into its own (`targets`).
+    """
+
+    view: type[SceneTaskDataset]
     control: bool = False  # a control arm (labels unrelated to the image): not expected to beat its baseline
     num_classes_of_body: int | None = 0  # None: C (the body's own classifier is the head)
 
     def __init__(self, model: ModelConfig, head: HeadConfig, num_classes: int, image_size: int) -> None:
         self.model_config, self.head_config = model, head
         self.num_classes, self.image_size = num_classes, image_size
+
+    @property
+    def dataset(self) -> str:
+        """The name of the view it reads, as result keys (heldout_<dataset>_loss) and metric stages name it."""
+        return self.view.name
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         """(body, head): the body's state dict is what transfers."""
@@ -161,7 +173,7 @@ class PretrainTask:
 class MultiLabelTask(PretrainTask):
     """Which classes are in the image: BCE on the body's pooled features (its own fc, C outputs)."""
 
-    dataset = "multilabel"
+    view = MultiLabelDataset
     num_classes_of_body = None
 
     def targets(self, examples: list[torch.Tensor]) -> torch.Tensor:
@@ -213,7 +225,7 @@ class DenseTask(PretrainTask):
 class SegmentationTask(DenseTask):
     """Semantic segmentation: C + 1 ids (0 = background), cross-entropy over every pixel."""
 
-    dataset = "segmentation"
+    view = SegmentationDataset
 
     @property
     def outputs(self) -> int:
@@ -239,7 +251,7 @@ class SegmentationTask(DenseTask):
 class NormalsTask(DenseTask):
     """Surface normals: 1 - cos(predicted, true) averaged over pixels where a surface was hit."""
 
-    dataset = "normals"
+    view = NormalsDataset
     outputs = 3
 
     def targets(self, examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -271,7 +283,7 @@ class NormalsTask(DenseTask):
 class DetectionTask(PretrainTask):
     """CenterNet (Zhou et al. 2019) at toy scale: a class heatmap of box centres and the boxes' sizes."""
 
-    dataset = "detection"
+    view = DetectionDataset
 
     def build_head(self, body: nn.Module) -> nn.Module:
         head = self.decoder(body, self.num_classes + 2, stride=self.head_config.detection_stride)
@@ -406,9 +418,7 @@ def create_pretrain_task(name: str, model: ModelConfig, head: HeadConfig, num_cl
 
 def load_scene_arrays(task: PretrainTask, folder: Path | str, n: int) -> SceneArrays:
     """Decode the first n samples of a scenes3d render for `task` (grey images, stacked targets)."""
-    from synth_render.scene3d.tasks import create_task_dataset
-
-    dataset = create_task_dataset(task.dataset, folder, n)
+    dataset = task.view(folder, n)
     images, targets = [], []
     for image, target in dataset:
         images.append(grey(image))

@@ -6,7 +6,8 @@ into RGB plus depth, normals, instance and class masks.
 
 Modules: `scene` (the data), `shapes` (shape kinds and object classes), `sampler` (levels lv0..lv7),
 `geometry` (scene -> world meshes, camera maths), `textures`, `renderers` (torch, mitsuba, blender),
-`supersample` (k x k renders -> output size), `writer` (tar shards), `tasks` (training views of the shards).
+`supersample` (k x k renders -> output size), `writer` (tar shards). The training views of the shards are
+`lab.data.scene_tasks` (data reading).
 """
 
 from synth_render.scene3d.sampler import LEVELS, SceneSampler, SceneSamplerConfig, sample_scene, scene_sampler

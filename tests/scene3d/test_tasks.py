@@ -7,11 +7,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from lab.data.scene_tasks import SCENE_TASKS, create_task_dataset, detection_collate
 from lab.data.tar_shards import INDEX, TarShardDataset
+from lab.pretrain_tasks import PRETRAIN_TASKS
 from lab.registry import UnknownNameError
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.sampler import SceneSamplerConfig
-from synth_render.scene3d.tasks import SCENE_TASKS, create_task_dataset, detection_collate
 from synth_render.scene3d.writer import Scene3DRendererConfig
 
 COUNT, SIZE = 8, 32
@@ -37,6 +38,20 @@ def examples(task, rendered, **kwargs):
 
 def test_every_task_is_registered():
     assert SCENE_TASKS.names() == ["depth", "detection", "multilabel", "normals", "segmentation"]
+    assert all(SCENE_TASKS.get(name).name == name for name in SCENE_TASKS)
+
+
+def test_every_pretraining_task_names_the_view_it_reads():
+    """The view's name is in result keys (heldout_<view>_loss): these must not change."""
+    views = {name: PRETRAIN_TASKS.get(name).view.name for name in PRETRAIN_TASKS}
+    assert views == {"detection": "detection", "multilabel": "multilabel", "multilabel_shuffled": "multilabel",
+                     "normals": "normals", "segmentation": "segmentation"}
+
+
+def test_the_old_module_path_still_reads_the_views():
+    from synth_render.scene3d import tasks
+
+    assert tasks.SCENE_TASKS is SCENE_TASKS and tasks.create_task_dataset is create_task_dataset
 
 
 @pytest.mark.parametrize("task", ["multilabel", "detection", "segmentation", "normals", "depth"])
