@@ -102,15 +102,12 @@ def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict[str, flo
     return {"diff": mean, "se": se, "n": float(len(shared))}
 
 
-def build_question_set(generators: Sequence[str], out: Path | str, *, seed: int = 0, questions: int = 24,
-                       answers: int = 50, options: dict[str, Any] | None = None) -> Path:
-    """A lab question set about the world of the named synthetic text families (their generators at `seed`,
-    the world a model trained on `text_config(name, seed=seed)` documents has read about)."""
-    from lab.eval.pfgen.lab_sets import build_lab_set, make_generators, write_lab_set
+def build_question_set(*args: Any, **kwargs: Any) -> Path:
+    """Moved to `synth_render.text.question_sets.build_question_set` (synthetic data generation); kept here for
+    one release."""
+    from synth_render.text.question_sets import build_question_set as build
 
-    made = make_generators(list(generators), seed, dict(options or {}))
-    return write_lab_set(build_lab_set(made, questions, seed, answers), Path(out),
-                         {"generators": list(generators), "seed": seed, "questions": questions, "answers": answers})
+    return build(*args, **kwargs)
 
 
 @torch.no_grad()

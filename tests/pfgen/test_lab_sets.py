@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from lab.eval.pfgen.data import load_examples, load_questions
-from lab.eval.pfgen.lab_sets import QUESTION_MAKERS, MANIFEST, main
 from lab.eval.pfgen.results import read_answers
 from lab.eval.pfgen.scorer import load_scorers
+from synth_render.text.question_sets import MANIFEST, QUESTION_MAKERS, main
 
 GENERATORS = ["world_facts", "arithmetic", "dialogue", "structured"]
 
