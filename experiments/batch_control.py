@@ -2,7 +2,8 @@
 
 The recipe's launcher says where: `local` (tasks_per_node processes on this machine, DDP over gloo), `debug`
 (in-process, one rank) or `slurm` (nodes x tasks_per_node tasks). Every check that can fail runs before the
-job is submitted; a finished run is returned from its run directory, an interrupted one resumes.
+job is submitted; a finished run is returned from its run directory, an interrupted one resumes. The job is a
+one-task plan run by the one orchestrator (`lab.sweep`), like every study.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab import sweep
 from lab.batch_control import BatchControlJob, run_batch_control
 from lab.config import ConfigError, load_config, to_yaml
 from lab.data.real import REAL_DATASETS, RealDataConfig, pool_size
-from lab.launch import run_jobs
 from lab.models import check_model_name
 from lab.parallel import resolve_grid
 from lab.parallel.grid import GridError
 from lab.parallel.recipe import BatchControlRecipe
 from lab.rundir import atomic_write_text
+from lab.sweep import Plan, Task
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -73,17 +75,26 @@ def validate(config: RecipeRunConfig) -> None:
         raise ConfigError("image_size, checkpoint_every and log_every must be positive")
 
 
+def plan_recipe(config: RecipeRunConfig) -> Plan:
+    """The recipe's one job as a one-task plan (its folder: <root>/<experiment>/sweep)."""
+    job = config.job()
+    run = job.run_dir()
+    key = f"batch_control/{run.hash}"
+    task = Task(key=key, stage="batch_control", fn=run_batch_control, job=job, outputs=[str(run.result_path)])
+    return Plan(name=config.experiment, root=config.root, tasks=[task], points=[{"task": key}])
+
+
 def run_recipe(config: RecipeRunConfig) -> dict[str, Any]:
     """Validate, submit the one job, wait, and return its result (raising with the job's error on failure)."""
     validate(config)
-    folder = Path(config.root) / config.experiment
-    atomic_write_text(folder / "train_config.yaml", to_yaml(config))
-    job = config.job()
-    launcher = config.recipe.launcher
-    [outcome] = run_jobs(run_batch_control, [job], launcher, folder / "jobs", desc=f"{config.experiment} recipe")
-    if not outcome.ok:
-        raise RuntimeError(f"lab train: the job failed: {outcome.error} (log: {outcome.log})")
-    return {**outcome.result, "dir": str(job.run_dir().path)}
+    plan = plan_recipe(config)
+    atomic_write_text(Path(config.root) / config.experiment / "train_config.yaml", to_yaml(config))
+    _, final = sweep.execute(plan, config.recipe.launcher)
+    if sweep.unfinished_error(final):
+        raise RuntimeError(f"lab train: the job {final.state.iloc[0]}: {final.error.iloc[0]} "
+                           f"(logs: {plan.folder / 'jobs'})")
+    run = config.job().run_dir()
+    return {**run.read_result(), "dir": str(run.path)}
 
 
 def load_run_config(overrides: list[str]) -> RecipeRunConfig:

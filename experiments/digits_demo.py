@@ -1,30 +1,35 @@
-"""The demo scaling study: synthetic glyphs -> real handwritten digits.
+"""The demo scaling study: synthetic glyphs -> real handwritten digits, a small study on the one orchestrator.
 
 render n_max synthetic digits once -> for every (n, s, seed): pre-train on the first n (n = 0: from scratch),
 fine-tune on s real images, measure top-1 error on the held-out real set -> one tidy results table -> fit
 L(n) = D n^-alpha + C on n > 0 (the scratch points are a baseline) -> figure + fit JSON + markdown report.
-Finished points are reused, so a second run, or a run after an interruption, only does what is missing.
+The study is planned once as render / pre-train / fine-tune tasks (`plan_demo`) and run like every other study
+(`lab.sweep.run_to_completion`, any executor). Finished points are reused, so a second run, or a run after an
+interruption, only does what is missing. `plan_rendered_study` plans any grid of studies that pre-train on
+rendered data (the digits sweeps of `experiments.sweep`, Figure 1).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from lab import sweep
 from lab.config import ConfigError, to_yaml
 from lab.data.real import RealDataConfig, REAL_DATASETS, pool_size
-from lab.launch import LauncherConfig, run_jobs
+from lab.data.shards import NPZ_FORMAT, ShardFormat, sidecar_path
+from lab.launch import LauncherConfig
 from lab.models import ModelConfig, check_model_name
-from lab.results import results_table, write_table
 from lab.rundir import atomic_write_json, atomic_write_text, config_hash
-from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, PretrainJob, run_finetune
-from synth_render.dataset import render_dataset
+from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, PretrainJob, run_finetune, run_pretrain
+from lab.sweep import Plan, Task
+from synth_render.dataset import render_dataset, render_shards
 from synth_render.digits import DigitRendererConfig
 from synth_render.registry import RENDERERS
 
@@ -63,12 +68,9 @@ class DemoConfig:
 
 def validate(config: DemoConfig) -> None:
     """Every check that can fail, before any work starts."""
-    if not config.n or not config.s or not config.seeds:
-        raise ConfigError("n, s and seeds must each list at least one value")
-    if any(n < 0 for n in config.n):
-        raise ConfigError(f"n must be >= 0 (0 = from scratch), got {config.n}")
-    if any(s <= 0 for s in config.s):
-        raise ConfigError(f"s (real fine-tuning images) must be positive, got {config.s}")
+    sweep.check_axes(config.n, config.s, config.seeds, n_unit="synthetic images", s_unit="real fine-tuning images")
+    if config.render_workers <= 0:
+        raise ConfigError(f"render_workers (parallel render tasks) must be positive, got {config.render_workers}")
     RENDERERS.get(config.renderer.name)
     REAL_DATASETS.get(config.data.name)
     check_model_name(config.model.name)
@@ -86,22 +88,121 @@ def validate(config: DemoConfig) -> None:
         raise ConfigError(f"s={max(config.s)} is larger than the {config.data.name} fine-tuning pool ({pool} images)")
 
 
-def plan_points(config: DemoConfig, dataset_dir: Path) -> list[FinetuneJob]:
-    """One job per (n, s, seed), largest pre-training first so the slowest jobs start early."""
-    dataset_id = config_hash(config.renderer)
-    jobs = []
-    for n in sorted(set(config.n), reverse=True):
-        for seed in config.seeds:
-            pretrain = None
-            if n > 0:
-                pretrain = PretrainJob(root=config.root, experiment=config.experiment, dataset=str(dataset_dir),
-                                       dataset_id=dataset_id, n=n, seed=seed, model=config.model,
-                                       train=config.pretrain)
-            for s in config.s:
-                jobs.append(FinetuneJob(root=config.root, experiment=config.experiment, data=config.data, s=s,
-                                        seed=seed, image_size=config.renderer.image_size, model=config.model,
-                                        train=config.finetune, pretrain=pretrain, threads=config.launcher.threads()))
-    return jobs
+@dataclass
+class RenderSliceJob:
+    renderer: Any
+    count: int
+    out: str
+    shards: list[int]
+
+
+@dataclass
+class RenderedPretrainJob:
+    """A pre-training that first makes sure its dataset is complete (verifies shards, writes the manifest)."""
+
+    renderer: Any
+    count: int
+    pretrain: PretrainJob
+
+
+def render_slice(job: RenderSliceJob) -> list[int]:
+    return render_shards(job.renderer, job.count, job.out, job.shards)
+
+
+def pretrain_after_render(job: RenderedPretrainJob) -> dict[str, Any]:
+    render_dataset(job.renderer, job.count, job.pretrain.dataset, progress=False)
+    return run_pretrain(job.pretrain)
+
+
+STAGES = ("render", "pretrain", "finetune")
+
+
+def render_slice_tasks(renderer: Any, count: int, dataset: Path, shards_per_task: int,
+                       shard_format: ShardFormat = NPZ_FORMAT) -> list[Task]:
+    """`count` samples of `renderer` into `dataset`, as tasks of `shards_per_task` shards (none when count = 0)."""
+    dataset_id, tasks = config_hash(renderer), []
+    n_shards = math.ceil(count / renderer.shard_size)
+    for first in range(0, n_shards, shards_per_task):
+        shards = list(range(first, min(first + shards_per_task, n_shards)))
+        tasks.append(Task(key=f"render/{dataset_id}/{first}", stage="render", fn=render_slice,
+                          job=RenderSliceJob(renderer, count, str(dataset), shards),
+                          outputs=[str(sidecar_path(dataset / shard_format.file_name(s))) for s in shards]))
+    return tasks
+
+
+# (tasks so far, one cell's study, its grid overrides, its dataset folder, samples rendered, render task keys)
+# -> the cell's points, after adding its pre-train and fine-tune tasks to `tasks`
+AddPoints = Callable[[dict[str, Task], Any, dict[str, Any], Path, int, list[str]], list[dict[str, Any]]]
+
+
+def plan_rendered_study(name: str, root: str, cells: Sequence[tuple[dict[str, Any], Any]],
+                        dataset_folder: Callable[[Any], Path], shards_per_task: int, add_points: AddPoints,
+                        shard_format: ShardFormat = NPZ_FORMAT) -> Plan:
+    """The plan of a grid of studies that pre-train on rendered data: one render per renderer config, as large as
+    the largest n of the cells that use it, then each cell's tasks; a task shared by cells appears once."""
+    counts: dict[str, int] = {}
+    for _, study in cells:
+        dataset_id = config_hash(study.renderer)
+        counts[dataset_id] = max(counts.get(dataset_id, 0), study.pretrain.render_count(max(study.n)))
+    tasks: dict[str, Task] = {}
+    renders: dict[str, list[str]] = {}
+    points: list[dict[str, Any]] = []
+    for overrides, study in cells:
+        dataset_id, dataset = config_hash(study.renderer), dataset_folder(study.renderer)
+        if dataset_id not in renders:
+            slices = render_slice_tasks(study.renderer, counts[dataset_id], dataset, shards_per_task, shard_format)
+            tasks.update({t.key: t for t in slices})
+            renders[dataset_id] = [t.key for t in slices]
+        points += add_points(tasks, study, overrides, dataset, counts[dataset_id], renders[dataset_id])
+    return Plan(name=name, root=root, tasks=sweep.in_stage_order(tasks.values(), STAGES), points=points)
+
+
+def digits_points(name: str, root: str, threads: int) -> AddPoints:
+    """The digits study's tasks for one cell: a pre-training per (n > 0, seed), a fine-tune per (n, s, seed)."""
+
+    def add(tasks: dict[str, Task], study: DemoConfig, overrides: dict[str, Any], dataset: Path, count: int,
+            renders: list[str]) -> list[dict[str, Any]]:
+        dataset_id, points = config_hash(study.renderer), []
+        for n in dict.fromkeys(study.n):
+            for seed in dict.fromkeys(study.seeds):
+                pretrain = None
+                if n > 0:
+                    pretrain = PretrainJob(root=root, experiment=name, dataset=str(dataset), dataset_id=dataset_id,
+                                           n=n, seed=seed, model=study.model, train=study.pretrain, threads=threads)
+                    run = pretrain.run_dir()
+                    tasks.setdefault(f"pretrain/{run.hash}", Task(
+                        key=f"pretrain/{run.hash}", stage="pretrain", fn=pretrain_after_render,
+                        job=RenderedPretrainJob(study.renderer, count, pretrain), outputs=[str(run.result_path)],
+                        depends=list(renders)))
+                for s in dict.fromkeys(study.s):
+                    job = FinetuneJob(root=root, experiment=name, data=study.data, s=s, seed=seed,
+                                      image_size=study.renderer.image_size, model=study.model, train=study.finetune,
+                                      pretrain=pretrain, threads=threads)
+                    run = job.run_dir()
+                    key = f"finetune/{run.hash}"
+                    tasks.setdefault(key, Task(key=key, stage="finetune", fn=run_finetune, job=job,
+                                               outputs=[str(run.result_path)],
+                                               depends=[f"pretrain/{pretrain.run_dir().hash}"] if pretrain else []))
+                    points.append({"n": n, "s": s, "seed": seed, "model": study.model.name, "data": study.data.name,
+                                   **overrides, "task": key})
+        return points
+
+    return add
+
+
+def render_folder(config: DemoConfig) -> Path:
+    renderer = config.renderer
+    return config.study_dir / "render" / f"{renderer.name}-seed{renderer.seed}-{config_hash(renderer)}"
+
+
+def plan_demo(config: DemoConfig) -> Plan:
+    """The study as render / pre-train / fine-tune tasks, after every check; the render is split into
+    `render_workers` tasks that run in parallel."""
+    validate(config)
+    shards = math.ceil(config.pretrain.render_count(max(config.n)) / config.renderer.shard_size)
+    return plan_rendered_study(config.experiment, config.root, [({}, config)], lambda _: render_folder(config),
+                               max(1, math.ceil(shards / config.render_workers)),
+                               digits_points(config.experiment, config.root, config.launcher.threads()))
 
 
 def fit_curves(table: pd.DataFrame, config: DemoConfig) -> tuple[dict[int, Any], dict[int, str]]:
@@ -211,33 +312,15 @@ def baseline_lines(table: pd.DataFrame, config: DemoConfig) -> list[str]:
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run (or resume) the study and write results.csv, fit.json, scaling.png and report.md."""
-    validate(config)
+    plan = plan_demo(config)
     out = config.study_dir
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", to_yaml(config))
-    timings: dict[str, float] = {}
-
-    started = time.perf_counter()
-    dataset_dir = out / "render" / f"{config.renderer.name}-seed{config.renderer.seed}-{config_hash(config.renderer)}"
-    if max(config.n) > 0:
-        render_dataset(config.renderer, config.pretrain.render_count(max(config.n)), dataset_dir,
-                       workers=config.render_workers)
-    timings["render"] = time.perf_counter() - started
-
-    jobs = plan_points(config, dataset_dir)
-    pending = [job for job in jobs if not job.run_dir().done]  # finished points are not even submitted
-    outcomes = run_jobs(run_finetune, pending, config.launcher, out / "jobs", desc=f"{config.experiment} points")
-    failed = [o for o in outcomes if not o.ok]
-
-    finished = [job.run_dir().read_result() for job in jobs if job.run_dir().done]
-    table = results_table(finished, config.experiment)
-    write_table(table, out / "results.csv")
-    timings["pretrain"] = sum({r["pretrain_hash"]: r["pretrain_seconds"] for r in finished}.values())
-    timings["finetune"] = sum(r["finetune_seconds"] for r in finished)
-    if failed:
-        details = "\n".join(f"  n={o.config.n} s={o.config.s} seed={o.config.seed}: {o.error} (log: {o.log})"
-                            for o in failed)
-        raise RuntimeError(f"{len(failed)} of {len(outcomes)} points failed (finished ones are kept):\n{details}")
+    _, table = sweep.run_to_completion(plan, config.launcher, config.experiment, out / "results.csv")
+    runs = table[table.metric == "top1"]
+    timings = {"render": sweep.stage_seconds(plan).get("render", 0.0),
+               "pretrain": float(runs.drop_duplicates("pretrain_hash").pretrain_seconds.sum()),
+               "finetune": float(runs.finetune_seconds.sum())}
 
     started = time.perf_counter()
     fits, unfitted = fit_curves(table, config)

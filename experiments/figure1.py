@@ -23,11 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.sweep import RenderSliceJob, render_slice
+from experiments.digits_demo import plan_rendered_study
 from lab import sweep
 from lab.config import ConfigError, grid_configs, to_yaml
 from lab.data.real import REAL_DATASETS, FolderSource, RealDataConfig, pool_size
-from lab.data.shards import sidecar_path
 from lab.data.tar_shards import TAR_FORMAT
 from lab.launch import LauncherConfig
 from lab.models import ModelConfig, check_model_name
@@ -124,12 +123,12 @@ def validate(config: Figure1Config) -> list[tuple[dict[str, Any], Figure1StudyCo
 
 
 def validate_study(study: Figure1StudyConfig) -> None:
-    if not (study.tasks and study.targets and study.n and study.s and study.seeds):
-        raise ConfigError("study.tasks, targets, n, s and seeds must each list at least one value")
+    if not (study.tasks and study.targets):
+        raise ConfigError("study.tasks and study.targets must each list at least one value")
+    sweep.check_axes(study.n, study.s, study.seeds, prefix="study.", n_unit="rendered scenes",
+                     s_unit="real fine-tuning images")
     for task in study.tasks:
         PRETRAIN_TASKS.get(task)
-    if any(n < 0 for n in study.n) or any(s <= 0 for s in study.s):
-        raise ConfigError(f"study.n must be >= 0 (0 = from scratch) and study.s > 0, got n={study.n} s={study.s}")
     if study.renderer.name != "scenes3d" or study.renderer.width != study.renderer.height:
         raise ConfigError("study.renderer must be a square scenes3d render (width = height = the fine-tuning size)")
     if study.model.in_chans != 1:
@@ -182,38 +181,14 @@ def plan_figure1(config: Figure1Config) -> Plan:
     """render slices -> pre-train per (task, n, seed) -> fine-tune per (target, s), for every grid cell;
     shared parents (a render used by several cells, the n = 0 run shared by every task) appear once."""
     cells = validate(config)
-    counts: dict[str, int] = {}  # one render per renderer config, as large as its largest n
-    for _, study in cells:
-        counts[config_hash(study.renderer)] = max(counts.get(config_hash(study.renderer), 0),
-                                                  study.pretrain.render_count(max(study.n)))
-    tasks: dict[str, Task] = {}
-    renders: dict[str, list[str]] = {}
-    points: list[dict[str, Any]] = []
-    for overrides, study in cells:
-        dataset_id = config_hash(study.renderer)
-        if dataset_id not in renders:
-            renders[dataset_id] = _add_render_tasks(config, study.renderer, counts[dataset_id], tasks)
+
+    def add_points(tasks: dict[str, Task], study: Figure1StudyConfig, overrides: dict[str, Any], dataset: Path,
+                   count: int, renders: list[str]) -> list[dict[str, Any]]:
         extra = {k: v for k, v in overrides.items() if k not in ("model.name", "renderer.level")}
-        points += [{**point, **extra} for point in _add_study_tasks(config, study, counts[dataset_id],
-                                                                    renders[dataset_id], tasks)]
-    order = {"render": 0, "pretrain": 1, "finetune": 2}
-    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
-                points=points)
+        return [{**point, **extra} for point in _add_study_tasks(config, study, count, renders, tasks)]
 
-
-def _add_render_tasks(config: Figure1Config, renderer: Scene3DRendererConfig, count: int,
-                      tasks: dict[str, Task]) -> list[str]:
-    dataset, dataset_id = render_folder(config, renderer), config_hash(renderer)
-    keys = []
-    n_shards = -(-count // renderer.shard_size)
-    for first in range(0, n_shards, config.render_shards_per_task):
-        shards = list(range(first, min(first + config.render_shards_per_task, n_shards)))
-        key = f"render/{dataset_id}/{first}"
-        tasks[key] = Task(key=key, stage="render", fn=render_slice,
-                          job=RenderSliceJob(renderer, count, str(dataset), shards),
-                          outputs=[str(sidecar_path(dataset / TAR_FORMAT.file_name(s))) for s in shards])
-        keys.append(key)
-    return keys
+    return plan_rendered_study(config.name, config.root, cells, lambda renderer: render_folder(config, renderer),
+                               config.render_shards_per_task, add_points, shard_format=TAR_FORMAT)
 
 
 def _add_study_tasks(config: Figure1Config, study: Figure1StudyConfig, count: int, renders: list[str],

@@ -73,12 +73,7 @@ def validate(config: TextStudyConfig) -> None:
     """Every check that can fail before any work: names, sizes, the corpus, and what the generator can give."""
     from synth_render.text import create_text_generator
 
-    if not config.n or not config.s or not config.seeds:
-        raise ConfigError("n, s and seeds must each list at least one value")
-    if any(n < 0 for n in config.n):
-        raise ConfigError(f"n (synthetic tokens) must be >= 0 (0 = no pre-training), got {list(config.n)}")
-    if any(s <= 0 for s in config.s):
-        raise ConfigError(f"s (real fine-tuning tokens) must be positive, got {list(config.s)}")
+    sweep.check_axes(config.n, config.s, config.seeds, n_unit="synthetic tokens", s_unit="real fine-tuning tokens")
     if config.dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {config.dtype!r}")
     if config.device not in ("cpu", "cuda", "auto") and not config.device.startswith("cuda:"):
@@ -168,9 +163,8 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                     points.append({"n": n, "s": s, "seed": seed, "model": study.model.name,
                                    "data": study.data.name, "generator": study.generator["name"], **overrides,
                                    "task": key})
-    order = {"tokenizer": 0, "render": 1, "pretrain": 2, "finetune": 3}
-    return Plan(name=config.name, root=config.root, tasks=sorted(tasks.values(), key=lambda t: order[t.stage]),
-                points=points)
+    return Plan(name=config.name, root=config.root, points=points,
+                tasks=sweep.in_stage_order(tasks.values(), ("tokenizer", "render", "pretrain", "finetune")))
 
 
 def fit_text_curves(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:

@@ -1,22 +1,20 @@
-"""Executors by name and a small scheduler that runs many stage jobs through them.
+"""Executors by name: where one stage job runs.
 
 Every job goes through a submitit executor, so the same code runs in-process (`debug`), as local
-subprocesses (`local`, the default) and, once the Slurm launcher is configured, on a cluster. The scheduler
-keeps at most `max_parallel` jobs in flight (a laptop has few cores), shows progress, lets every job finish
-even when some fail, and cancels what is running on Ctrl-C so a re-run resumes cleanly.
+subprocesses (`local`, the default) and, once the Slurm launcher is configured, on a cluster. What runs
+through them is always a plan of tasks (`lab.sweep`): launched, waited for and collected the same way for
+every study and every executor.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import submitit
-from tqdm.auto import tqdm
 
 from lab.registry import Registry
 
@@ -103,6 +101,7 @@ class JobOutcome:
     error: str | None = None
     job_id: str = ""
     log: str = ""
+    seconds: float = 0.0  # from submission to the job found finished
 
     @property
     def ok(self) -> bool:
@@ -128,45 +127,16 @@ def first_error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
 
 
-def _finished(job: submitit.Job) -> bool:
-    try:
-        return job.done()
-    except Exception:  # the debug executor runs the job inside done() and re-raises its failure
-        return True
-
-
 def run_jobs(fn: Callable[[Any], Any], configs: Sequence[Any], launcher: LauncherConfig, folder: Path | str,
              desc: str = "jobs", poll_seconds: float = 0.5) -> list[JobOutcome]:
-    """Run `fn(config)` for every config through the launcher's executor; outcomes keep the input order."""
-    executor = EXECUTORS.get(launcher.name)(Path(folder), launcher)
-    outcomes = [JobOutcome(config) for config in configs]
-    waiting = list(range(len(configs)))
-    running: dict[int, submitit.Job] = {}
-    bar = tqdm(total=len(configs), desc=desc, unit="job")
-    try:
-        while waiting or running:
-            while waiting and len(running) < launcher.max_parallel:
-                index = waiting.pop(0)
-                running[index] = executor.submit(fn, configs[index])
-            for index, job in list(running.items()):
-                if not _finished(job):
-                    continue
-                outcome = outcomes[index]
-                outcome.job_id = str(job.job_id)
-                outcome.log = str(job.paths.stderr)
-                try:
-                    outcome.result = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
-                except Exception as error:  # a failed point must not lose the others
-                    outcome.error = first_error_line(error)
-                del running[index]
-                bar.update()
-                bar.set_postfix(failed=sum(not o.ok for o in outcomes))
-            if running:
-                time.sleep(poll_seconds)
-    except KeyboardInterrupt:
-        for job in running.values():
-            job.cancel(check=False)
-        raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume")
-    finally:
-        bar.close()
-    return outcomes
+    """Deprecated (kept for one release): `fn(config)` for every config, as independent tasks of the one
+    orchestrator's runner (`lab.sweep.run_tasks`); outcomes keep the input order."""
+    import warnings
+
+    from lab.sweep import Task, run_tasks
+
+    warnings.warn("lab.launch.run_jobs is deprecated: plan the work as a lab.sweep.Plan and run it with "
+                  "lab.sweep.run_to_completion (or lab.sweep.run_tasks)", DeprecationWarning, stacklevel=2)
+    tasks = [Task(key=str(i), stage=desc, fn=fn, job=config, outputs=[]) for i, config in enumerate(configs)]
+    outcomes = run_tasks(tasks, launcher, folder, desc=desc, poll_seconds=poll_seconds)
+    return [outcomes[task.key] for task in tasks]

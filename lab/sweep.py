@@ -1,12 +1,15 @@
-"""Sweeps: a plan of stage tasks with dependencies, launched through an executor, watched, collected.
+"""The one orchestrator: a plan of stage tasks with dependencies, launched through an executor, waited for, collected.
 
-A plan is a list of `Task`s (render slices, pre-trainings, fine-tunes) in dependency order, plus the
-`points` of the sweep (the swept values of each fine-tune). On Slurm, tasks of one stage that share their
-parents become one job array, submitted with `afterok` on the parents' jobs, so one pre-training serves all
-the fine-tunes that use it. Locally, a detached runner executes the same plan stage by stage. Tasks whose
-outputs exist are never submitted again, nor are tasks still queued or running: re-launching a sweep submits
-only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and the
-stage resumes from its last checkpoint.
+Every study (the demo, the digits sweeps, Figure 1, the text study, the paper's studies, a `lab train` recipe)
+plans its work once as a `Plan`: `Task`s (render slices, pre-trainings, fine-tunes, ...) in dependency order,
+plus the `points` of the study (the swept values of each fine-tune). `launch` submits what is missing, `status`
+tells where each point is, `collect` writes the tidy results table; `run_to_completion` is the three in a row.
+On Slurm, tasks of one stage that share their parents become one job array, submitted with `afterok` on the
+parents' jobs, so one pre-training serves all the fine-tunes that use it. Locally (`local`, `debug`), a runner
+executes the same plan (`run_tasks`): at most `max_parallel` jobs at once, each task as soon as its parents are
+done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
+submits only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and
+the stage resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import time
@@ -21,13 +25,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import submitit
 from submitit.core.utils import JobPaths
+from tqdm.auto import tqdm
 
-from lab.launch import EXECUTORS, LauncherConfig, error_line, run_jobs
+from lab.config import ConfigError
+from lab.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line
 from lab.results import results_table, write_table
 from lab.rundir import RunDir, atomic_write_json
 
@@ -37,6 +43,18 @@ LOCAL_STATUS_FILE = "local_runner.json"
 LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+PARENT_FAILED = "a task it depends on failed"
+
+
+def check_axes(n: Sequence[int], s: Sequence[int], seeds: Sequence[int], prefix: str = "",
+               n_unit: str = "synthetic pre-training samples", s_unit: str = "real fine-tuning samples") -> None:
+    """The axes every study sweeps, checked in one place: n >= 0 (0 = from scratch), s > 0, a seed at least."""
+    if not n or not s or not seeds:
+        raise ConfigError(f"{prefix}n, {prefix}s and {prefix}seeds must each list at least one value")
+    if any(value < 0 for value in n):
+        raise ConfigError(f"{prefix}n must be >= 0 ({n_unit}; 0 = from scratch), got {list(n)}")
+    if any(value <= 0 for value in s):
+        raise ConfigError(f"{prefix}s must be positive ({s_unit}), got {list(s)}")
 
 
 @dataclass
@@ -83,6 +101,12 @@ class Plan:
         return order
 
 
+def in_stage_order(tasks: Iterable[Task], stages: Sequence[str]) -> list[Task]:
+    """Tasks sorted by their stage's place in `stages` (a plan lists parents before children), stable within one."""
+    rank = {stage: i for i, stage in enumerate(stages)}
+    return sorted(tasks, key=lambda t: rank[t.stage])
+
+
 class StageCall(submitit.helpers.Checkpointable):
     """Runs a stage function; on preemption or time-out submitit requeues the same call (it resumes)."""
 
@@ -125,8 +149,14 @@ def _local_runner_alive(folder: Path) -> bool:
     pid_file = folder / LOCAL_PID_FILE
     if not pid_file.exists():
         return True
+    pid = int(pid_file.read_text())
     try:
-        os.kill(int(pid_file.read_text()), 0)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child, exited (and now reaped, not a zombie)
+            return False
+    except ChildProcessError:  # started by another process
+        pass
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -202,33 +232,93 @@ def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str])
 
 
 def run_plan_locally(folder: Path, launcher: LauncherConfig) -> None:
-    """Execute the pending tasks of a plan stage by stage (a stage waits for the one before)."""
-    with open(folder / PLAN_FILE, "rb") as handle:
-        plan: Plan = pickle.load(handle)
+    """The local runner: execute the tasks listed in the runner's status file, recording each one's state."""
+    plan = load_plan(folder)
     status_path = folder / LOCAL_STATUS_FILE
     status = json.loads(status_path.read_text())
-    todo = [t for t in plan.tasks if t.key in status and not t.done()]
-    failed: set[str] = set()
-    for stage, tasks in groupby(todo, key=lambda t: t.stage):
-        tasks = list(tasks)
-        runnable = [t for t in tasks if not any(a.key in failed for a in plan.ancestors(t.key)[1:])]
-        for t in tasks:
-            if t not in runnable:
-                failed.add(t.key)
-                status[t.key] = {"state": "CANCELLED", "error": "a task it depends on failed"}
-            else:
-                status[t.key] = {"state": "RUNNING"}
+
+    def record(task: Task, outcome: JobOutcome | None) -> None:
+        if outcome is None:
+            status[task.key] = {"state": "RUNNING"}
+        else:
+            state = "COMPLETED" if outcome.ok else "CANCELLED" if outcome.error == PARENT_FAILED else "FAILED"
+            status[task.key] = {"state": state, "job_id": outcome.job_id, "error": outcome.error,
+                                "log": outcome.log, "seconds": outcome.seconds}
         atomic_write_json(status_path, status)
-        if not runnable:
-            continue
-        outcomes = run_jobs(StageCall(runnable[0].fn), [t.job for t in runnable], launcher, folder / "jobs",
-                            desc=f"{plan.name} {stage}")
-        for task, outcome in zip(runnable, outcomes):
-            status[task.key] = {"state": "COMPLETED" if outcome.ok else "FAILED", "job_id": outcome.job_id,
-                                "error": outcome.error, "log": outcome.log}
-            if not outcome.ok:
-                failed.add(task.key)
+
+    try:
+        run_tasks([t for t in plan.tasks if t.key in status and not t.done()], launcher, folder / "jobs",
+                  desc=plan.name, on_change=record)
+    except KeyboardInterrupt:
+        for key, info in status.items():
+            if info["state"] in ("PENDING", "RUNNING"):
+                status[key] = {"state": "CANCELLED", "error": "interrupted"}
         atomic_write_json(status_path, status)
+        raise
+
+
+def _finished(job: submitit.Job) -> bool:
+    try:
+        return job.done()
+    except Exception:  # the debug executor runs the job inside done() and re-raises its failure
+        return True
+
+
+def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
+              poll_seconds: float = 0.5,
+              on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
+    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` at a time.
+
+    A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
+    a failure never stops the others. `on_change(task, None)` reports a start, `on_change(task, outcome)` an end.
+    Ctrl-C cancels the running jobs: what finished is kept, and the same call again resumes.
+    """
+    executor = EXECUTORS.get(launcher.name)(Path(folder), launcher)
+    keys = {t.key for t in tasks}
+    outcomes: dict[str, JobOutcome] = {}
+    waiting = list(tasks)
+    running: dict[str, tuple[Task, submitit.Job, float]] = {}
+    bar = tqdm(total=len(tasks), desc=desc, unit="task")
+
+    def finish(task: Task, outcome: JobOutcome) -> None:
+        outcomes[task.key] = outcome
+        bar.update()
+        bar.set_postfix(failed=sum(not o.ok for o in outcomes.values()))
+        if on_change:
+            on_change(task, outcome)
+
+    try:
+        while waiting or running:
+            for task in list(waiting):
+                parents = [outcomes.get(d) for d in task.depends if d in keys]
+                if any(p is not None and not p.ok for p in parents):
+                    waiting.remove(task)
+                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
+                elif None not in parents and len(running) < launcher.max_parallel:
+                    waiting.remove(task)
+                    running[task.key] = (task, executor.submit(StageCall(task.fn), task.job), time.monotonic())
+                    if on_change:
+                        on_change(task, None)
+            for key, (task, job, started) in list(running.items()):
+                if not _finished(job):
+                    continue
+                outcome = JobOutcome(task.job, job_id=str(job.job_id), log=str(job.paths.stderr),
+                                     seconds=time.monotonic() - started)
+                try:
+                    outcome.result = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
+                except Exception as error:  # a failed task must not lose the others
+                    outcome.error = first_error_line(error)
+                del running[key]
+                finish(task, outcome)
+            if running:
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        for _, job, _ in running.values():
+            job.cancel(check=False)
+        raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume")
+    finally:
+        bar.close()
+    return outcomes
 
 
 def load_plan(folder: Path) -> Plan:
@@ -294,18 +384,65 @@ def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
     return table
 
 
-if __name__ == "__main__":  # the detached local runner: python -m lab.sweep SWEEP_DIR LAUNCHER_JSON
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    run_plan_locally(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])))
+def stage_seconds(plan: Plan) -> dict[str, float]:
+    """Job seconds per stage, summed over the tasks the latest local runner ran (local and debug executors);
+    a stage it did not run is absent."""
+    path = plan.folder / LOCAL_STATUS_FILE
+    runner = json.loads(path.read_text()) if path.exists() else {}
+    seconds: dict[str, float] = {}
+    for key, info in runner.items():
+        if key in plan.by_key and "seconds" in info:
+            stage = plan.task(key).stage
+            seconds[stage] = seconds.get(stage, 0.0) + info["seconds"]
+    return seconds
 
 
 def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
-    """Block until no point of a launched plan is pending or running; returns the final status."""
-    while True:
-        table = status(plan.folder)
-        if not table.state.isin(["pending", "running"]).any():
-            return table
-        time.sleep(poll_seconds)
+    """Block until no point of a launched plan is pending or running (a bar counts the finished points);
+    returns the final status."""
+    table = status(plan.folder)
+    if not table.state.isin(["pending", "running"]).any():
+        return table
+    with tqdm(total=len(table), desc=f"{plan.name} points", unit="point") as bar:
+        while table.state.isin(["pending", "running"]).any():
+            time.sleep(poll_seconds)
+            table = status(plan.folder)
+            bar.update(int((~table.state.isin(["pending", "running"])).sum()) - bar.n)
+            bar.set_postfix(failed=int(table.state.isin(["failed", "cancelled"]).sum()))
+    return table
+
+
+def stop_local_runner(folder: Path, timeout_s: float = 60.0) -> None:
+    """Interrupt the detached local runner (it cancels its running jobs and marks its tasks cancelled)."""
+    pid_file = folder / LOCAL_PID_FILE
+    if not pid_file.exists() or not _local_runner_alive(folder):
+        return
+    os.kill(int(pid_file.read_text()), signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while _local_runner_alive(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def execute(plan: Plan, launcher: LauncherConfig, poll_seconds: float = 2.0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Launch (or resume) a plan and wait for it: (launch summary, final status). Ctrl-C stops the local runner
+    this call started (Slurm jobs stay queued; the same call again waits for them) and keeps what finished."""
+    launched = launch(plan, launcher)
+    try:
+        return launched, wait_for(plan, poll_seconds)
+    except KeyboardInterrupt:
+        if launcher.name == "local" and launched["submitted"]:
+            stop_local_runner(plan.folder)
+        raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume") \
+            from None
+
+
+def unfinished_error(final: pd.DataFrame) -> RuntimeError | None:
+    """The error naming every point of a final status that did not finish (None when all did)."""
+    failed = final[final.state != "done"]
+    if not len(failed):
+        return None
+    return RuntimeError(f"{len(failed)} of {len(final)} points did not finish (finished ones are kept):\n"
+                        + failed.to_string(index=False))
 
 
 def run_to_completion(
@@ -315,11 +452,17 @@ def run_to_completion(
 
     Returns (launch summary, table). Points that did not finish are an error listing them; finished ones are kept.
     """
-    launched = launch(plan, launcher)
-    final = wait_for(plan)
+    launched, final = execute(plan, launcher)
     table = collect(plan.folder, experiment, results)
-    failed = final[final.state != "done"]
-    if len(failed):
-        raise RuntimeError(f"{len(failed)} of {len(final)} points did not finish (finished ones are kept):\n"
-                           + failed.to_string(index=False))
+    error = unfinished_error(final)
+    if error:
+        raise error
     return launched, table
+
+
+if __name__ == "__main__":  # the detached local runner: python -m lab.sweep SWEEP_DIR LAUNCHER_JSON
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # stop_local_runner's signal, even if inherited ignored
+    from lab.sweep import run_plan_locally as runner  # the importable module's: jobs pickle lab.sweep.StageCall
+
+    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])))

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pandas as pd
+import pytest
 
-from experiments.digits_demo import run_demo
+from experiments.digits_demo import DemoConfig, plan_demo, run_demo
+from lab import sweep
+from lab.config import load_config
 from lab.launch import LauncherConfig, run_jobs
-from tests.conftest import load_demo_config
+from lab.sweep import Task, run_tasks
+from tests.conftest import CONF_DIR, REPO, load_demo_config
 
 
 def test_study_writes_table_fit_figure_and_report(toy_study):
@@ -63,13 +68,48 @@ def test_an_interrupted_study_finishes_only_what_is_missing(tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in untouched.items())
 
 
-def test_local_executor_runs_jobs_in_subprocesses_and_keeps_going_after_a_failure(tmp_path):
+def test_local_executor_runs_tasks_in_subprocesses_and_keeps_going_after_a_failure(tmp_path):
     # a stdlib function: the job subprocesses must unpickle it, and test modules are not importable there
-    outcomes = run_jobs(math.sqrt, [1, 4, -1, 16], LauncherConfig(name="local", max_parallel=2, timeout_min=5),
-                        tmp_path, desc="roots", poll_seconds=0.1)
-    assert [o.result for o in outcomes] == [1, 2, None, 4]
-    assert outcomes[2].error == "ValueError: math domain error"
-    assert all(o.job_id for o in outcomes) and outcomes[2].log.endswith("_log.err")
+    tasks = [Task(key=str(x), stage="root", fn=math.sqrt, job=x, outputs=[]) for x in (1, 4, -1, 16)]
+    tasks.append(Task(key="after-failure", stage="root", fn=math.sqrt, job=9, outputs=[], depends=["-1"]))
+    outcomes = run_tasks(tasks, LauncherConfig(name="local", max_parallel=2, timeout_min=5), tmp_path,
+                         desc="roots", poll_seconds=0.1)
+    assert [outcomes[t.key].result for t in tasks] == [1, 2, None, 4, None]
+    assert outcomes["-1"].error == "ValueError: math domain error"
+    assert outcomes["after-failure"].error == sweep.PARENT_FAILED and not outcomes["after-failure"].job_id
+    assert all(outcomes[t.key].job_id for t in tasks[:4]) and outcomes["-1"].log.endswith("_log.err")
+
+
+def test_run_jobs_is_a_deprecated_use_of_the_one_runner(tmp_path):
+    with pytest.deprecated_call():
+        outcomes = run_jobs(math.sqrt, [1, 16], LauncherConfig(name="local", timeout_min=5), tmp_path,
+                            poll_seconds=0.1)
+    assert [o.result for o in outcomes] == [1, 4] and [o.config for o in outcomes] == [1, 16]
+
+
+def test_a_rerun_on_a_study_folder_without_sweep_state_reuses_every_point(toy_study, tmp_path):
+    """Folders written before the demo ran through lab.sweep have results but no sweep/ state."""
+    config, first = toy_study
+    shutil.copytree(config.study_dir, tmp_path / config.experiment)
+    shutil.rmtree(tmp_path / config.experiment / "sweep")
+    copy = load_demo_config(tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for p in copy.study_dir.glob("*/*/result.json")}
+    again = run_demo(copy)
+    assert sweep.load_state(plan_demo(copy).folder)["launches"][-1]["submitted"] == 0
+    assert {p: p.stat().st_mtime_ns for p in copy.study_dir.glob("*/*/result.json")} == stamps
+    pd.testing.assert_frame_equal(again["table"], first["table"])
+
+
+def test_the_default_demo_plans_the_stored_reference_runs(tmp_path):
+    """Same hashes as the reference `make demo` run: a re-run on its runs/ folder trains nothing."""
+    stored = pd.read_csv(REPO / "tests" / "data" / "digits_demo" / "results.csv")
+    plan = plan_demo(load_config(CONF_DIR, "demo", DemoConfig, [f"root={tmp_path}"]))
+    hashes = {stage: {t.key.split("/")[1] for t in plan.tasks if t.stage == stage} for stage in ("pretrain", "finetune")}
+    assert hashes["finetune"] == set(stored.run_hash) and len(plan.points) == 21
+    assert hashes["pretrain"] == set(stored.pretrain_hash.dropna())
+    renders = [t for t in plan.tasks if t.stage == "render"]
+    assert [t.key for t in renders] == ["render/6da5a11d8568/0", "render/6da5a11d8568/9"]  # render_workers=2 tasks
+    assert renders[0].job.out.endswith("digits_demo/render/digits-seed0-6da5a11d8568")  # the stored render folder
 
 
 def test_the_table_holds_only_the_runs_of_the_current_config(tmp_path):
