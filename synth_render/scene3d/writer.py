@@ -36,7 +36,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lab.config import ConfigError
 from lab.data.tar_shards import KEY, TAR_FORMAT
 from lab.rundir import to_plain
 from synth_render.dataset import RenderJob
@@ -135,6 +134,8 @@ class Scene3DRenderJob(RenderJob):
 
     def check(self) -> None:
         """Also builds the engine: a missing optional package fails here, saying what to install."""
+        from lab.config import ConfigError
+
         try:
             super().check()
         except RendererUnavailableError as error:
