@@ -58,7 +58,7 @@ def collect(root: Path, results: Path) -> dict[str, str]:
     outcome = {}
     for name, study in STUDIES.items():
         folder = root / study.experiment / "sweep"
-        if not (folder / "plan.pkl").exists():
+        if not (folder / sweep.PLAN_FILE).exists():
             outcome[name] = f"no sweep at {folder} (run: lab sweep --study {study.kind} launch " \
                             f"+experiment={study.experiment})"
             continue

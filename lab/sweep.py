@@ -117,6 +117,18 @@ class StageCall(submitit.helpers.Checkpointable):
         return self.fn(job)
 
 
+class StageChain(submitit.helpers.Checkpointable):
+    """Stage calls run one after the other in one job (a task and the only task waiting on it, as a pre-training
+    and its one fine-tune): one process start instead of several. A requeued chain starts over; the stages that
+    finished return their stored results."""
+
+    def __init__(self, calls: list[tuple[Callable[[Any], Any], Any]]) -> None:
+        self.calls = calls
+
+    def __call__(self) -> list[Any]:
+        return [fn(job) for fn, job in self.calls]
+
+
 def load_state(folder: Path) -> dict[str, Any]:
     path = folder / STATE_FILE
     return json.loads(path.read_text()) if path.exists() else {"tasks": {}, "launches": []}
@@ -267,17 +279,25 @@ def _finished(job: submitit.Job) -> bool:
 def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
               poll_seconds: float = 0.5,
               on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
-    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` at a time.
+    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time.
 
     A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
-    a failure never stops the others. `on_change(task, None)` reports a start, `on_change(task, outcome)` an end.
-    Ctrl-C cancels the running jobs: what finished is kept, and the same call again resumes.
+    a failure never stops the others. A task whose only waiting dependent has no other unfinished parent runs
+    with it in one job (`StageChain`); when such a job fails, the first of its tasks whose outputs are missing
+    failed. `on_change(task, None)` reports a start, `on_change(task, outcome)` an end (`seconds`: the job's
+    wall time, shared equally by a chain's tasks). Ctrl-C cancels the running jobs: what finished is kept, and
+    the same call again resumes.
     """
     executor = EXECUTORS.get(launcher.name)(Path(folder), launcher)
     keys = {t.key for t in tasks}
+    children: dict[str, list[Task]] = {t.key: [] for t in tasks}
+    for task in tasks:
+        for parent in task.depends:
+            if parent in children:
+                children[parent].append(task)
     outcomes: dict[str, JobOutcome] = {}
     waiting = list(tasks)
-    running: dict[str, tuple[Task, submitit.Job, float]] = {}
+    running: list[tuple[list[Task], submitit.Job, float]] = []
     bar = tqdm(total=len(tasks), desc=desc, unit="task")
 
     def finish(task: Task, outcome: JobOutcome) -> None:
@@ -287,33 +307,60 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
         if on_change:
             on_change(task, outcome)
 
+    def chain_from(task: Task) -> list[Task]:
+        chain = [task]
+        while len(children[chain[-1].key]) == 1 and chain[-1].outputs:
+            child = children[chain[-1].key][0]
+            others = [outcomes.get(d) for d in child.depends if d in keys and d != chain[-1].key]
+            if child not in waiting or not child.outputs or not all(o is not None and o.ok for o in others):
+                break
+            chain.append(child)
+        return chain
+
+    def collect_job(chain: list[Task], job: submitit.Job, started: float) -> None:
+        base = {"job_id": str(job.job_id), "log": str(job.paths.stderr),
+                "seconds": (time.monotonic() - started) / len(chain)}
+        try:
+            results = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
+        except Exception as error:  # a failed task must not lose the others
+            failed = False
+            for task in chain:
+                if failed:
+                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
+                elif len(chain) > 1 and task.done():
+                    finish(task, JobOutcome(task.job, **base))
+                else:
+                    failed = True
+                    finish(task, JobOutcome(task.job, error=first_error_line(error), **base))
+            return
+        for task, result in zip(chain, results):
+            finish(task, JobOutcome(task.job, result=result, **base))
+
     try:
         while waiting or running:
             for task in list(waiting):
+                if task not in waiting:  # taken into a chain this round
+                    continue
                 parents = [outcomes.get(d) for d in task.depends if d in keys]
                 if any(p is not None and not p.ok for p in parents):
                     waiting.remove(task)
                     finish(task, JobOutcome(task.job, error=PARENT_FAILED))
                 elif None not in parents and len(running) < launcher.max_parallel:
-                    waiting.remove(task)
-                    running[task.key] = (task, executor.submit(StageCall(task.fn), task.job), time.monotonic())
-                    if on_change:
-                        on_change(task, None)
-            for key, (task, job, started) in list(running.items()):
-                if not _finished(job):
-                    continue
-                outcome = JobOutcome(task.job, job_id=str(job.job_id), log=str(job.paths.stderr),
-                                     seconds=time.monotonic() - started)
-                try:
-                    outcome.result = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
-                except Exception as error:  # a failed task must not lose the others
-                    outcome.error = first_error_line(error)
-                del running[key]
-                finish(task, outcome)
+                    chain = chain_from(task)
+                    for member in chain:
+                        waiting.remove(member)
+                    job = executor.submit(StageChain([(t.fn, t.job) for t in chain]))
+                    running.append((chain, job, time.monotonic()))
+                    for member in chain:
+                        if on_change:
+                            on_change(member, None)
+            for entry in [entry for entry in running if _finished(entry[1])]:
+                running.remove(entry)
+                collect_job(*entry)
             if running:
                 time.sleep(poll_seconds)
     except KeyboardInterrupt:
-        for _, job, _ in running.values():
+        for _, job, _ in running:
             job.cancel(check=False)
         raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume")
     finally:

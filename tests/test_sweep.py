@@ -109,3 +109,23 @@ def test_a_killed_local_runner_loses_its_tasks_and_a_relaunch_resubmits_them(tmp
     relaunched = sweep.launch(plan, config.launcher.__class__(name="debug"))
     assert relaunched["submitted"] == len(plan.tasks) and relaunched["skipped_active"] == 0
     assert (sweep.status(plan.folder).state == "done").all()
+
+
+def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on_the_right_one(tmp_path):
+    from pathlib import Path
+
+    from lab.launch import LauncherConfig
+
+    def touch(name: str, depends: list[str] = ()) -> sweep.Task:  # Path.touch: the job subprocesses can unpickle it
+        path = tmp_path / name
+        return sweep.Task(key=name, stage="touch", fn=Path.touch, job=path, outputs=[str(path)], depends=list(depends))
+
+    tasks = [touch("parent"), touch("child", ["parent"]), touch("no_dir/parent"), touch("orphan", ["no_dir/parent"]),
+             touch("parent2"), touch("no_dir/child", ["parent2"])]
+    outcomes = sweep.run_tasks(tasks, LauncherConfig(name="local", max_parallel=3, timeout_min=5), tmp_path / "jobs",
+                               poll_seconds=0.1)
+    assert outcomes["parent"].job_id == outcomes["child"].job_id and outcomes["child"].ok
+    assert outcomes["no_dir/parent"].error.startswith("FileNotFoundError")
+    assert outcomes["orphan"].error == sweep.PARENT_FAILED
+    assert outcomes["parent2"].ok and outcomes["no_dir/child"].error.startswith("FileNotFoundError")
+    assert len({o.job_id for o in outcomes.values() if o.job_id}) == 3
