@@ -129,3 +129,29 @@ def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on
     assert outcomes["orphan"].error == sweep.PARENT_FAILED
     assert outcomes["parent2"].ok and outcomes["no_dir/child"].error.startswith("FileNotFoundError")
     assert len({o.job_id for o in outcomes.values() if o.job_id}) == 3
+
+
+def test_ctrl_c_while_waiting_stops_the_local_runner_and_the_same_call_resumes(tmp_path, monkeypatch):
+    import json
+
+    from lab.launch import LauncherConfig
+
+    config = toy_sweep(tmp_path, "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4")
+    plan = plan_sweep(config)
+
+    def interrupted_once_a_job_runs(plan, poll_seconds=2.0):
+        deadline = time.time() + 240
+        while time.time() < deadline and "RUNNING" not in (plan.folder / sweep.LOCAL_STATUS_FILE).read_text():
+            time.sleep(0.5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "wait_for", interrupted_once_a_job_runs)
+    with pytest.raises(KeyboardInterrupt, match="run the same command again"):
+        sweep.execute(plan, config.launcher)
+    assert not sweep._local_runner_alive(plan.folder)
+    runner = json.loads((plan.folder / sweep.LOCAL_STATUS_FILE).read_text())
+    assert {"CANCELLED"} <= {info["state"] for info in runner.values()} <= {"CANCELLED", "COMPLETED"}
+    assert not sweep.status(plan.folder).state.isin(["pending", "running"]).any()
+    monkeypatch.undo()
+    _, final = sweep.execute(plan, LauncherConfig(name="debug"))
+    assert (final.state == "done").all()
