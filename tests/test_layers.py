@@ -71,6 +71,17 @@ TEMPORARY_REEXPORTS = {
     ("lab.post.measure", "synth_render.text.question_sets"): ("lab.post.measure", "build_question_set"),
 }
 
+# Issue #17, not yet done: the layer regrouping that removes these is in progress. The list may only shrink:
+# test_open_violations_still_exist fails as soon as one is fixed, so its entry is deleted with the fix.
+OPEN_VIOLATIONS = {
+    ("lab.models.plamo.long_context", "lab.lm_train"),  # the passkey study's training moves to experiments/
+    ("lab.models.plamo.long_context", "lab.train"),
+    ("lab.parallel.batch_control_loop", "lab.train.batch_control"),  # re-export of the moved loop
+    ("lab.parallel.recipe", "lab.launch"),  # a recipe names its launcher: moves to the stage layer
+    ("lab.tasks", "lab.tasks.finetune"),  # the task fine-tune stage moves to the stage layer
+    ("lab.text_stages", "synth_render.text"),  # the text render moves to experiments (corpus passed in)
+}
+
 
 @dataclass(frozen=True)
 class Import:
@@ -167,10 +178,16 @@ def find_violations(root: Path, layers: dict[str, str] = LAYERS, may_import: dic
 
 
 def test_every_import_follows_the_layer_order():
-    violations = find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS))
+    violations = find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS) | OPEN_VIOLATIONS)
     if violations:
         pytest.fail(f"{len(violations)} imports run against the layer order:\n" + "\n".join(map(str, violations)),
                     pytrace=False)
+
+
+def test_open_violations_still_exist():
+    """An entry of OPEN_VIOLATIONS that no longer occurs has been fixed: delete it, so it cannot come back."""
+    found = {(v.module, v.target) for v in find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS))}
+    assert OPEN_VIOLATIONS <= found, f"fixed, delete from OPEN_VIOLATIONS: {sorted(OPEN_VIOLATIONS - found)}"
 
 
 def test_every_layer_has_a_rule():
