@@ -17,11 +17,6 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """The usual resume point of a training loop: model, optimizer and the number of finished steps."""
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
-
-
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     """The state saved at `path` (tensors on the CPU), or None when there is no checkpoint yet."""
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
