@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments.digits_demo import DemoConfig, run_demo  # noqa: E402
-from lab.config import load_config  # noqa: E402
+from lab.core.config import load_config  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 

@@ -40,7 +40,7 @@ from lab.models.plamo import PlamoConfig, PlamoForCausalLM  # noqa: E402
 from lab.post.measure import build_question_set  # noqa: E402
 from lab.post.quant_table import DEFAULT_VARIANTS, PfgenSetup, Variant, quantization_table  # noqa: E402
 from lab.post.quantize import load_model  # noqa: E402
-from lab.rundir import RunDir  # noqa: E402
+from lab.core.rundir import RunDir  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 from synth_render.text import TEXT_GENERATORS, create_text_generator, text_config  # noqa: E402
 

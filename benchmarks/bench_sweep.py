@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from experiments.sweep import SweepConfig, plan_sweep  # noqa: E402
-from lab import sweep  # noqa: E402
-from lab.config import load_config  # noqa: E402
+from lab.run import sweep  # noqa: E402
+from lab.core.config import load_config  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 POINTS = ["study.n=[0,100]", f"study.seeds=[{','.join(map(str, range(25)))}]", "study.s=[10,20]"]

@@ -3,7 +3,7 @@
 The recipe's launcher says where: `local` (tasks_per_node processes on this machine, DDP over gloo), `debug`
 (in-process, one rank) or `slurm` (nodes x tasks_per_node tasks). Every check that can fail runs before the
 job is submitted; a finished run is returned from its run directory, an interrupted one resumes. The job is a
-one-task plan run by the one orchestrator (`lab.sweep`), like every study.
+one-task plan run by the one orchestrator (`lab.run.sweep`), like every study.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import sweep
-from lab.batch_control import BatchControlJob, run_batch_control
-from lab.config import ConfigError, load_config, to_yaml
+from lab.run import sweep
+from lab.run.launch import validate_launcher
+from lab.stages.batch_control import BatchControlJob, run_batch_control
+from lab.core.config import ConfigError, load_config, to_yaml
 from lab.data.real import REAL_DATASETS, RealDataConfig, pool_size
 from lab.models import check_model_name
 from lab.parallel import resolve_grid
 from lab.parallel.grid import GridError
 from lab.parallel.recipe import BatchControlRecipe
-from lab.rundir import atomic_write_text
-from lab.sweep import Plan, Task
+from lab.core.rundir import atomic_write_text
+from lab.run.sweep import Plan, Task
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -54,7 +55,7 @@ def validate(config: RecipeRunConfig) -> None:
     """Every check that can fail, before anything is submitted."""
     recipe, launcher = config.recipe, config.recipe.launcher
     try:
-        launcher.validate()
+        validate_launcher(launcher)
         recipe.validate(recipe.world_size)
         if recipe.world_size > 1 and recipe.allreduce.kind != "ring":
             resolve_grid(recipe.allreduce, recipe.world_size, launcher.tasks_per_node)

@@ -18,14 +18,14 @@ OVERRIDES_HELP = ("Hydra overrides such as n=[0,1000,4000] seeds=[0] data=sklear
 
 
 def _load(config_name: str, schema: type, overrides: Sequence[str]):
-    from lab.config import load_config
+    from lab.core.config import load_config
 
     return load_config(CONF_DIR, config_name, schema, overrides)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from experiments.digits_demo import DemoConfig, run_demo
-    from lab.config import to_yaml
+    from lab.core.config import to_yaml
 
     config = _load("demo", DemoConfig, args.overrides)
     if args.show_config:
@@ -39,7 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from experiments.render import render_command
-    from lab.config import to_yaml
+    from lab.core.config import to_yaml
 
     schema, run = render_command(args.overrides)
     config = _load("render", schema, args.overrides)
@@ -64,9 +64,9 @@ SWEEP_STUDIES = {"digits": ("sweep", "experiments.sweep", "SweepConfig", "plan_s
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from lab import sweep
-    from lab.config import to_yaml
-    from lab.rundir import atomic_write_text
+    from lab.run import sweep
+    from lab.core.config import to_yaml
+    from lab.core.rundir import atomic_write_text
 
     config_name, module_name, schema, planner = SWEEP_STUDIES[args.study]
     module = importlib.import_module(module_name)
@@ -99,7 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_text_study(args: argparse.Namespace) -> int:
     from experiments.text_study import TextSweepConfig, run_text_study
-    from lab.config import to_yaml
+    from lab.core.config import to_yaml
 
     config = _load("text_sweep", TextSweepConfig, args.overrides)
     if args.show_config:
@@ -305,9 +305,9 @@ def cmd_paper(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lab.config import ConfigError
-    from lab.registry import UnknownNameError
-    from lab.slurm import SlurmError
+    from lab.core.config import ConfigError
+    from lab.core.registry import UnknownNameError
+    from lab.run.slurm import SlurmError
 
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler

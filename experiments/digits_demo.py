@@ -4,7 +4,7 @@ render n_max synthetic digits once -> for every (n, s, seed): pre-train on the f
 fine-tune on s real images, measure top-1 error on the held-out real set -> one tidy results table -> fit
 L(n) = D n^-alpha + C on n > 0 (the scratch points are a baseline) -> figure + fit JSON + markdown report.
 The study is planned once as render / pre-train / fine-tune tasks (`plan_demo`) and run like every other study
-(`lab.sweep.run_to_completion`, any executor). Finished points are reused, so a second run, or a run after an
+(`lab.run.sweep.run_to_completion`, any executor). Finished points are reused, so a second run, or a run after an
 interruption, only does what is missing. `plan_rendered_study` plans any grid of studies that pre-train on
 rendered data (the digits sweeps of `experiments.sweep`, Figure 1).
 """
@@ -20,15 +20,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lab import sweep
-from lab.config import ConfigError, to_yaml
+from lab.run import sweep
+from lab.core.config import ConfigError, to_yaml
 from lab.data.real import RealDataConfig, REAL_DATASETS, pool_size
 from lab.data.shards import NPZ_FORMAT, ShardFormat, sidecar_path
-from lab.launch import LauncherConfig
+from lab.run.launch import LauncherConfig, validate_launcher
 from lab.models import ModelConfig, check_model_name
-from lab.rundir import atomic_write_json, atomic_write_text, config_hash
-from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, PretrainJob, run_finetune, run_pretrain
-from lab.sweep import Plan, Task
+from lab.core.rundir import atomic_write_json, atomic_write_text, config_hash
+from lab.stages.image import FinetuneConfig, FinetuneJob, PretrainConfig, PretrainJob, run_finetune, run_pretrain
+from lab.run.sweep import Plan, Task
 from synth_render.dataset import render_dataset, render_shards
 from synth_render.digits import DigitRendererConfig
 from synth_render.registry import RENDERERS
@@ -75,7 +75,7 @@ def validate(config: DemoConfig) -> None:
     REAL_DATASETS.get(config.data.name)
     check_model_name(config.model.name)
     try:
-        config.launcher.validate()
+        validate_launcher(config.launcher)
         config.renderer.validate()
         config.pretrain.train_config(max(config.n)).validate("pretrain")
         config.finetune.validate("finetune", config.data)

@@ -1,8 +1,8 @@
 """Figure 1 of Mikami et al.: pre-train on 3D scenes with each pre-training task, fine-tune on real targets.
 
 render the largest n scenes once (tar shards; the first n are a nested subset) -> for every (pre-training task,
-n, seed): pre-train a timm body (`lab.stages3d`) -> for every (real target, s): fine-tune and measure the held-out
-error (`lab.stages.run_finetune`, unchanged) -> the tidy results table with columns pretrain_task, target, level,
+n, seed): pre-train a timm body (`lab.stages.scenes3d`) -> for every (real target, s): fine-tune and measure the held-out
+error (`lab.stages.image.run_finetune`, unchanged) -> the tidy results table with columns pretrain_task, target, level,
 n, s, seed, model -> one fit of L(n) = D n^-alpha + C per (pretrain_task, target, s); n = 0 (from scratch, shared
 by every task) is the baseline, not fitted.
 
@@ -24,17 +24,17 @@ from typing import Any
 import pandas as pd
 
 from experiments.digits_demo import plan_rendered_study
-from lab import sweep
-from lab.config import ConfigError, grid_configs, to_yaml
+from lab.run import sweep
+from lab.core.config import ConfigError, grid_configs, to_yaml
 from lab.data.real import REAL_DATASETS, FolderSource, RealDataConfig, pool_size
 from lab.data.tar_shards import TAR_FORMAT
-from lab.launch import LauncherConfig
+from lab.run.launch import LauncherConfig, validate_launcher
 from lab.models import ModelConfig, check_model_name
-from lab.pretrain_tasks import PRETRAIN_TASKS, AugmentConfig, HeadConfig
-from lab.rundir import atomic_write_json, atomic_write_text, config_hash
-from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, run_finetune
-from lab.stages3d import Pretrain3DJob, run_pretrain_3d
-from lab.sweep import Plan, Task
+from lab.tasks.pretrain import PRETRAIN_TASKS, AugmentConfig, HeadConfig
+from lab.core.rundir import atomic_write_json, atomic_write_text, config_hash
+from lab.stages.image import FinetuneConfig, FinetuneJob, PretrainConfig, run_finetune
+from lab.stages.scenes3d import Pretrain3DJob, run_pretrain_3d
+from lab.run.sweep import Plan, Task
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.sampler import scene_sampler
 from synth_render.scene3d.writer import Scene3DRendererConfig
@@ -108,7 +108,7 @@ def pretrain_after_render(job: RenderedPretrain3DJob) -> dict[str, Any]:
 def validate(config: Figure1Config) -> list[tuple[dict[str, Any], Figure1StudyConfig]]:
     """Every check that can fail, before anything is rendered or submitted; returns the grid's cells."""
     try:
-        config.launcher.validate()
+        validate_launcher(config.launcher)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if config.render_shards_per_task <= 0:

@@ -9,14 +9,14 @@ render the largest n (plus `holdout` scenes never trained on) with the torch eng
 multi-label task for the same fixed number of steps (the paper's protocol; bf16 autocast and channels_last on
 CUDA) and score it on the held-out scenes next to the trivial predictor -> fine-tune on Fashion-MNIST at every s,
 once per learning rate of the grid, keep the rate with the lowest validation error, read the test set once ->
-results.csv (the lab's tidy table, `lab.results.results_table`, with figure1's panel columns), report.md and
+results.csv (the lab's tidy table, `lab.core.results.results_table`, with figure1's panel columns), report.md and
 figure.png, rewritten after every seed (a run stopped by its time limit keeps the seeds it finished).
 
 Scene i depends only on (renderer.seed, i): the CPU workers sample and `prepare` chunks of scenes, the main process
 renders them (`TorchSceneRenderer.render_prepared`) and applies the writer's per-sample processing on the device
 for a whole batch (`grey_and_multilabel`). The training pieces equal `lab.train`'s (batch order, warm-up + cosine,
 normalisation, augmentation; tests/test_gpu_figure1.py checks them against it) but keep every tensor on the
-device. This module imports neither `lab.train` nor `lab.stages`: they pull in omegaconf and submitit, which the
+device. This module imports neither `lab.train` nor `lab.stages.image`: they pull in omegaconf and submitit, which the
 GPU machine does not have.
 """
 
@@ -45,12 +45,12 @@ import torch.nn.functional as F
 
 from lab.data.real import RealDataConfig, finetune_subset, real_split
 from lab.models import ModelConfig, create_model
-from lab.pretrain_tasks import (LUMA, PRETRAIN_TASKS, HeadConfig, PretrainTask, SceneArrays, create_pretrain_task,
+from lab.tasks.pretrain import (LUMA, PRETRAIN_TASKS, HeadConfig, PretrainTask, SceneArrays, create_pretrain_task,
                                 heldout_losses)
-from lab.results import results_table, write_table
-from lab.stages import git_commit
+from lab.core.results import results_table, write_table
+from lab.core.provenance import git_commit
 from lab.train import augment_batch
-from lab.rundir import atomic_write_text, config_hash
+from lab.core.rundir import atomic_write_text, config_hash
 from synth_render.scene3d.renderers import create_scene_renderer
 from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
 from synth_render.scene3d.writer import Scene3DRendererConfig
@@ -169,7 +169,7 @@ def grey_and_multilabel(out: dict[str, torch.Tensor], k: int, num_classes: int,
                         min_pixels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The writer's per-sample processing for a batch, on the device: `supersample.downsample_outputs` (RGB block
     means rounded half up; each pixel's instance and class from its block's majority label, ties to objects, the
-    smallest id, then the room), `lab.pretrain_tasks.grey` (ITU-R 601 luma) and `annotation_record`'s multi-label
+    smallest id, then the room), `lab.tasks.pretrain.grey` (ITU-R 601 luma) and `annotation_record`'s multi-label
     vector (the classes of objects with >= min_pixels visible pixels). -> uint8 [B, H, W], uint8 [B, C]."""
     samples = k * k
     rgb = (_blocks(out["rgb"], k).to(torch.int32).sum(3) + samples // 2) // samples
@@ -249,7 +249,7 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mirror a random half of the batch left-right: lab.pretrain_tasks.augment_batch with flip=True (the same
+    """Mirror a random half of the batch left-right: lab.tasks.pretrain.augment_batch with flip=True (the same
     draw), for multi-label targets, which a mirror leaves unchanged."""
     flipped = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
     return torch.where(flipped[:, None, None, None], x.flip(-1), x)
@@ -384,7 +384,7 @@ def load_real(config: GpuFigure1Config, device: torch.device) -> RealData:
 def initial_model(config: GpuFigure1Config, parent: dict[str, Any] | None, seed: int,
                   device: torch.device) -> torch.nn.Module:
     """The seeded fine-tuning model with the pre-trained body (its classifier dropped: a fresh head), as
-    lab.stages._initial_model + _load_backbone; every learning rate of the grid starts from these weights."""
+    lab.stages.image._initial_model + _load_backbone; every learning rate of the grid starts from these weights."""
     torch.manual_seed(seed)
     model = create_model(model_config(config), num_classes=10)
     if parent is not None:
@@ -399,8 +399,8 @@ def initial_model(config: GpuFigure1Config, parent: dict[str, Any] | None, seed:
 def finetune(config: GpuFigure1Config, real: RealData, parent: dict[str, Any] | None, n: int, s: int,
              seed: int) -> dict[str, Any]:
     """One study point: train once per rate of the grid on the same s images from the same weights, keep the
-    lowest validation error (ties: the first rate), read the test set once. The keys of lab.stages.run_finetune's
-    result, so lab.results.results_table builds the lab's table."""
+    lowest validation error (ties: the first rate), read the test set once. The keys of lab.stages.image.run_finetune's
+    result, so lab.core.results.results_table builds the lab's table."""
     device, started = real.test[0].device, time.perf_counter()
     recipe = config.finetune
     images, labels = finetune_subset(real.split, s, seed)

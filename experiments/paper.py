@@ -53,7 +53,7 @@ def collect(root: Path, results: Path) -> dict[str, str]:
     and an existing table is only replaced by one with at least as many rows (a partial re-run loses nothing)."""
     import pandas as pd
 
-    from lab import sweep
+    from lab.run import sweep
 
     outcome = {}
     for name, study in STUDIES.items():
@@ -105,7 +105,7 @@ def make_figures(results: Path, out: Path, bootstrap: int = 200, only: list[str]
     """Execute every paper notebook whose input tables exist; then write findings.md and findings.tex."""
     from analysis.reproduction import findings_latex, findings_markdown, load_findings
 
-    from lab.rundir import atomic_write_text
+    from lab.core.rundir import atomic_write_text
 
     env = {"LAB_PAPER_RESULTS": str(results.resolve()), "LAB_PAPER_OUT": str(out.resolve()),
            "LAB_BOOTSTRAP": str(bootstrap), "MPLBACKEND": "Agg"}

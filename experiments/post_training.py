@@ -20,7 +20,6 @@ from typing import Any, Sequence
 import torch
 
 from lab.data.text import Tokenizer, TokenizerConfig
-from lab.distributed import init_distributed
 from lab.eval.pfgen.lab_sets import build_lab_set, make_generators, write_lab_set
 from lab.lm_train import LMTrainConfig, TokenStream, resolve_device, train_lm
 from lab.models.plamo import load_pretrained, save_pretrained
@@ -29,9 +28,10 @@ from lab.post.instruct_data import InstructData, InstructDataConfig
 from lab.post.measure import pfgen_score, preference_metrics, task_accuracy
 from lab.post.sft import SFTConfig, train_sft
 from lab.post.stage_table import StageRow, write_stage_table
-from lab.rundir import RunDir
-from lab.stages import run_once, provenance
-from lab.text_stages import MODEL_DIR, PlamoSpec
+from lab.core.rundir import RunDir
+from lab.core.provenance import provenance
+from lab.stages.skeleton import run_stage
+from lab.stages.text import MODEL_DIR, PlamoSpec
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -124,7 +124,7 @@ def run_base(config: PostTrainingConfig) -> dict[str, Any]:
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), "documents": len(documents),
                 "tokens": len(stream), **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
 
-    return run_once(run, init_distributed(), work)
+    return run_stage(run, lambda _context: work())
 
 
 def build_eval_set(config: PostTrainingConfig) -> Path:
@@ -162,7 +162,7 @@ def run_sft_stage(config: PostTrainingConfig, base: dict[str, Any], data: Instru
                           seed=config.seed, device=resolve_device(config.device))
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), **stats, **provenance()}
 
-    return run_once(run, init_distributed(), work)
+    return run_stage(run, lambda _context: work())
 
 
 def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: InstructData) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: Instruc
                           seed=config.seed, device=resolve_device(config.device))
         return {"run_hash": run.hash, "weights": _save(policy, tokenizer, run), **stats, **provenance()}
 
-    return run_once(run, init_distributed(), work)
+    return run_stage(run, lambda _context: work())
 
 
 def run_merges(config: PostTrainingConfig, base: dict[str, Any], sft: dict[str, Any], dpo: dict[str, Any]
@@ -219,7 +219,7 @@ def measure_stage(config: PostTrainingConfig, label: str, weights: str, heldout:
         preference = preference_metrics(model, tokenizer, heldout_pairs, max_len=config.sft.max_len)
         return {"task": task, "pfgen": pfgen, "preference": preference}
 
-    result = run_once(run, init_distributed(), work)
+    result = run_stage(run, lambda _context: work())
     return StageRow.from_measures(label, weights, result["task"], result["pfgen"], result["preference"])
 
 
@@ -260,13 +260,13 @@ def run_post_training(config: PostTrainingConfig) -> dict[str, Any]:
 
 
 def load_post_training_config(overrides: Sequence[str] = ()) -> PostTrainingConfig:
-    from lab.config import load_config
+    from lab.core.config import load_config
 
     return load_config(CONF_DIR, "post_training", PostTrainingConfig, overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lab.config import ConfigError
+    from lab.core.config import ConfigError
 
     try:
         config = load_post_training_config(sys.argv[1:] if argv is None else argv)

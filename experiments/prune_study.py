@@ -26,15 +26,15 @@ from typing import Any, Sequence
 
 import torch
 
-from lab.config import load_config, to_yaml
+from lab.core.config import load_config, to_yaml
 from lab.data.text import RealTextConfig, Tokenizer, TokenizerConfig, text_split
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, stream_batch, train_lm
 from lab.models.plamo import PlamoForCausalLM, get_plamo_config, save_pretrained
 from lab.post.distill import DistillConfig, distill
 from lab.post.measure import mean_and_se, paired_difference, per_question
 from lab.post.prune import PruneTarget, check_target, prune_model
-from lab.rundir import RunDir, atomic_write_json, atomic_write_text
-from lab.text_stages import PlamoSpec
+from lab.core.rundir import RunDir, atomic_write_json, atomic_write_text
+from lab.stages.text import PlamoSpec
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 

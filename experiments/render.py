@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from lab.config import ConfigError
+from lab.core.config import ConfigError
 from synth_render.registry import RENDERERS
 
 

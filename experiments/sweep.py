@@ -15,10 +15,10 @@ from experiments.digits_demo import (  # noqa: F401 (the task types: plans pickl
     DemoConfig, RenderedPretrainJob, RenderSliceJob, digits_points, plan_rendered_study, pretrain_after_render,
     render_slice, validate,
 )
-from lab.config import ConfigError, grid_configs
-from lab.launch import LauncherConfig
-from lab.rundir import config_hash
-from lab.sweep import Plan
+from lab.core.config import ConfigError, grid_configs
+from lab.run.launch import LauncherConfig, validate_launcher
+from lab.core.rundir import config_hash
+from lab.run.sweep import Plan
 
 
 @dataclass
@@ -43,7 +43,7 @@ def plan_sweep(config: SweepConfig) -> Plan:
     if config.render_shards_per_task <= 0:
         raise ConfigError("render_shards_per_task must be positive")
     try:
-        config.launcher.validate()
+        validate_launcher(config.launcher)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from lab.config import load_config, to_yaml
-from lab.tasks import TaskFinetuneConfig, run_task_finetune
+from lab.core.config import load_config, to_yaml
+from lab.tasks import TaskFinetuneConfig
+from lab.stages.task_finetune import run_task_finetune
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 

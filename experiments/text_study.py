@@ -17,15 +17,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lab import sweep
-from lab.config import ConfigError, grid_configs, to_yaml
+from lab.run import sweep
+from lab.core.config import ConfigError, grid_configs, to_yaml
 from lab.data.text import RealTextConfig, TokenizerConfig, load_corpus
-from lab.launch import LauncherConfig
+from lab.run.launch import LauncherConfig, validate_launcher
 from lab.lm_train import DTYPES
 from lab.models.plamo import PlamoConfigError, get_plamo_config
-from lab.rundir import atomic_write_json, atomic_write_text
-from lab.sweep import Plan, Task
-from lab.text_stages import (
+from lab.core.rundir import atomic_write_json, atomic_write_text
+from lab.run.sweep import Plan, Task
+from lab.stages.text import (
     PlamoSpec, TextFinetuneConfig, TextFinetuneJob, TextPretrainConfig, TextPretrainJob, TextRenderJob, TokenizerJob,
     run_text_finetune, run_text_pretrain, run_text_render, run_tokenizer,
 )
@@ -119,7 +119,7 @@ def grid_cells(config: TextSweepConfig) -> list[tuple[dict[str, Any], TextStudyC
 def plan_text_sweep(config: TextSweepConfig) -> Plan:
     """tokenizer -> render -> pre-train -> fine-tune tasks; shared parents appear once."""
     try:
-        config.launcher.validate()
+        validate_launcher(config.launcher)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     threads = config.launcher.threads()

@@ -1,22 +1,8 @@
-"""Training checkpoints: one file, written atomically, so a preempted job never leaves half a checkpoint."""
+"""Moved to `lab.core.checkpoint` (issue 17). This old path keeps imports, pickled jobs and plans that name it
+working for one release; new code imports `lab.core.checkpoint`."""
 
-from __future__ import annotations
+import sys
 
-import os
-from pathlib import Path
-from typing import Any
+from lab.core import checkpoint as _moved
 
-import torch
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` (state dicts, step counters) to `path` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The state saved at `path` (tensors on the CPU), or None when there is no checkpoint yet."""
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+sys.modules[__name__] = _moved

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from lab.data.shards import NPZ_FORMAT, ShardedDataset, write_sharded
-from lab.rundir import to_plain
+from lab.core.rundir import to_plain
 from synth_render.registry import create_renderer
 
 
@@ -72,7 +72,7 @@ class RenderJob:
 
     def check(self) -> None:
         """Every check that needs no rendering, so a bad setting fails before any work."""
-        from lab.config import ConfigError  # here: rendering alone needs no Hydra (the GPU machine lacks it)
+        from lab.core.config import ConfigError  # here: rendering alone needs no Hydra (the GPU machine lacks it)
 
         for key in ("count", "workers", "preview_count"):
             if getattr(self, key) <= 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 RENDERERS: Registry[Any] = Registry("renderer", discover="synth_render")
 

@@ -19,7 +19,7 @@ TOY_OVERRIDES = ["+experiment=toy", "launcher=debug", "n=[0,100,200,400]", "seed
 
 def load_demo_config(root: Path, *overrides: str):
     from experiments.digits_demo import DemoConfig
-    from lab.config import load_config
+    from lab.core.config import load_config
 
     return load_config(CONF_DIR, "demo", DemoConfig, [*TOY_OVERRIDES, f"root={root}", *overrides])
 

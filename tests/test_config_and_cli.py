@@ -6,7 +6,7 @@ import pytest
 
 from experiments.cli import main
 from experiments.digits_demo import DemoConfig, validate
-from lab.config import ConfigError, load_config, schema_keys
+from lab.core.config import ConfigError, load_config, schema_keys
 from tests.conftest import CONF_DIR, load_demo_config
 
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from experiments.digits_demo import DemoConfig, plan_demo, run_demo
-from lab import sweep
-from lab.config import load_config
-from lab.launch import LauncherConfig, run_jobs
-from lab.sweep import Task, run_tasks
+from lab.run import sweep
+from lab.core.config import load_config
+from lab.run.launch import LauncherConfig, run_jobs
+from lab.run.sweep import Task, run_tasks
 from tests.conftest import CONF_DIR, REPO, load_demo_config
 
 
@@ -88,7 +88,7 @@ def test_run_jobs_is_a_deprecated_use_of_the_one_runner(tmp_path):
 
 
 def test_a_rerun_on_a_study_folder_without_sweep_state_reuses_every_point(toy_study, tmp_path):
-    """Folders written before the demo ran through lab.sweep have results but no sweep/ state."""
+    """Folders written before the demo ran through lab.run.sweep have results but no sweep/ state."""
     config, first = toy_study
     shutil.copytree(config.study_dir, tmp_path / config.experiment)
     shutil.rmtree(tmp_path / config.experiment / "sweep")

@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab import stages
+from lab.stages import image as stages
 from lab.data.real import (FASHION_MNIST_PACKAGE, RealDataConfig, finetune_subset, load_fashion_mnist, pool_size,
                            real_split)
 from lab.models import ModelConfig
-from lab.pretrain_tasks import (AugmentConfig, HeadConfig, augment_batch, create_pretrain_task, heldout_losses,
+from lab.tasks.pretrain import (AugmentConfig, HeadConfig, augment_batch, create_pretrain_task, heldout_losses,
                                 load_scene_arrays, split_arrays)
-from lab.results import results_table
-from lab.stages import FinetuneConfig, FinetuneJob, PretrainConfig, heldout_classification, run_finetune
-from lab.stages3d import Pretrain3DJob, run_pretrain_3d
+from lab.core.results import results_table
+from lab.stages.image import FinetuneConfig, FinetuneJob, PretrainConfig, heldout_classification, run_finetune
+from lab.stages.scenes3d import Pretrain3DJob, run_pretrain_3d
 from lab.train import to_tensor
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.writer import Scene3DRendererConfig

@@ -8,13 +8,13 @@ import torch
 
 from experiments.cli import SWEEP_STUDIES, main
 from experiments.figure1 import Figure1Config, plan_figure1, run_figure1
-from lab import sweep
-from lab.config import ConfigError, load_config
+from lab.run import sweep
+from lab.core.config import ConfigError, load_config
 from lab.models import ModelConfig, create_model
-from lab.pretrain_tasks import PRETRAIN_TASKS, HeadConfig, create_pretrain_task, load_scene_arrays
-from lab.registry import UnknownNameError
-from lab.stages import PretrainConfig, _load_backbone
-from lab.stages3d import Pretrain3DJob, run_pretrain_3d
+from lab.tasks.pretrain import PRETRAIN_TASKS, HeadConfig, create_pretrain_task, load_scene_arrays
+from lab.core.registry import UnknownNameError
+from lab.stages.image import PretrainConfig, _load_backbone
+from lab.stages.scenes3d import Pretrain3DJob, run_pretrain_3d
 from lab.train import engine, to_tensor
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.writer import Scene3DRendererConfig

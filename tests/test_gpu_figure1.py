@@ -18,7 +18,7 @@ import torch
 
 from experiments import gpu_figure1 as gf
 from lab.data.real import load_fashion_mnist
-from lab.pretrain_tasks import grey
+from lab.tasks.pretrain import grey
 from synth_render.scene3d.annotations import annotation_record
 from synth_render.scene3d.renderers import RenderOutput
 from synth_render.scene3d.supersample import downsample_outputs
@@ -161,8 +161,8 @@ def test_the_batched_majority_vote_and_labels_equal_the_writers_on_ties(min_pixe
 
 def test_the_device_loop_follows_lab_train(tmp_path):
     from lab.models import ModelConfig
-    from lab.pretrain_tasks import AugmentConfig, HeadConfig, create_pretrain_task
-    from lab.pretrain_tasks import augment_batch as augment_scenes
+    from lab.tasks.pretrain import AugmentConfig, HeadConfig, create_pretrain_task
+    from lab.tasks.pretrain import augment_batch as augment_scenes
     from lab.train import TrainConfig, _batch_indices, lr_at, to_tensor
 
     order = gf.BatchOrder(37, 8, seed=3)

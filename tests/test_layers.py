@@ -22,32 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("lab", "synth_render", "analysis", "experiments")
 
 LAYERS = {  # module prefix -> layer; the longest matching prefix wins
-    "lab.registry": "core",
-    "lab.config": "core",
-    "lab.rundir": "core",
-    "lab.checkpoint": "core",
-    "lab.distributed": "core",
-    "lab.results": "core",
+    "lab.core": "core",  # registry, config, rundir, checkpoint, distributed, results, provenance
     "lab.data": "data",
     "lab.models": "models",
     "lab.parallel": "models",
     "lab.train": "train",
-    "lab.lm_train": "train",
     "lab.tasks": "train",
-    "lab.pretrain_tasks": "train",
     "lab.eval": "train",  # runs models on question sets (lab.models, lab.data)
     "lab.post": "train",  # SFT, DPO, distillation, pruning, quantisation, and what measures them
     "lab.stages": "stages",
-    "lab.stages3d": "stages",
-    "lab.text_stages": "stages",
-    "lab.batch_control": "stages",
-    "lab.tasks.finetune": "stages",
-    "lab.launch": "run",
-    "lab.sweep": "run",
-    "lab.slurm": "run",
+    "lab.run": "run",
     "synth_render": "synth_render",
     "analysis": "analysis",
     "experiments": "experiments",
+    # old paths kept for one release (issue 17): each is its new module under another name (sys.modules alias)
+    **{f"lab.{old}": "core" for old in ("registry", "config", "rundir", "checkpoint", "distributed", "results")},
+    **{f"lab.{old}": "run" for old in ("launch", "sweep", "slurm")},
+    **{f"lab.{old}": "stages" for old in ("stages3d", "text_stages", "batch_control")},
+    "lab.pretrain_tasks": "train",
+    "lab.lm_train": "train",
 }
 
 MAY_IMPORT = {  # layer -> the other layers it may import
@@ -71,15 +64,18 @@ TEMPORARY_REEXPORTS = {
     ("lab.post.measure", "synth_render.text.question_sets"): ("lab.post.measure", "build_question_set"),
 }
 
+# Names that jobs and plans pickled before issue 17 hold, resolved lazily (a module __getattr__) from their old
+# module to the stage that moved above it; kept for one release. tests/test_old_paths.py checks they resolve.
+PICKLED_NAMES = {
+    ("lab.tasks.finetune", "lab.stages.task_finetune"),
+}
+
 # Issue #17, not yet done: the layer regrouping that removes these is in progress. The list may only shrink:
 # test_open_violations_still_exist fails as soon as one is fixed, so its entry is deleted with the fix.
 OPEN_VIOLATIONS = {
     ("lab.models.plamo.long_context", "lab.lm_train"),  # the passkey study's training moves to experiments/
     ("lab.models.plamo.long_context", "lab.train"),
-    ("lab.parallel.batch_control_loop", "lab.train.batch_control"),  # re-export of the moved loop
-    ("lab.parallel.recipe", "lab.launch"),  # a recipe names its launcher: moves to the stage layer
-    ("lab.tasks", "lab.tasks.finetune"),  # the task fine-tune stage moves to the stage layer
-    ("lab.text_stages", "synth_render.text"),  # the text render moves to experiments (corpus passed in)
+    ("lab.stages.text", "synth_render.text"),  # the text render moves to experiments (corpus passed in)
 }
 
 
@@ -178,7 +174,7 @@ def find_violations(root: Path, layers: dict[str, str] = LAYERS, may_import: dic
 
 
 def test_every_import_follows_the_layer_order():
-    violations = find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS) | OPEN_VIOLATIONS)
+    violations = find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS) | OPEN_VIOLATIONS | PICKLED_NAMES)
     if violations:
         pytest.fail(f"{len(violations)} imports run against the layer order:\n" + "\n".join(map(str, violations)),
                     pytrace=False)
@@ -186,7 +182,7 @@ def test_every_import_follows_the_layer_order():
 
 def test_open_violations_still_exist():
     """An entry of OPEN_VIOLATIONS that no longer occurs has been fixed: delete it, so it cannot come back."""
-    found = {(v.module, v.target) for v in find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS))}
+    found = {(v.module, v.target) for v in find_violations(REPO, allowed=set(TEMPORARY_REEXPORTS) | PICKLED_NAMES)}
     assert OPEN_VIOLATIONS <= found, f"fixed, delete from OPEN_VIOLATIONS: {sorted(OPEN_VIOLATIONS - found)}"
 
 
@@ -217,23 +213,23 @@ def plant(root: Path, files: dict[str, str]) -> Path:
 def test_the_checker_finds_a_planted_back_import(tmp_path):
     root = plant(tmp_path, {
         "lab/__init__.py": "",
-        "lab/registry.py": "",
-        "lab/train.py": "from lab import registry\n\n\ndef train():\n    from synth_render.text import world\n",
+        "lab/core/registry.py": "",
+        "lab/train.py": "from lab.core import registry\n\n\ndef train():\n    from synth_render.text import world\n",
         "lab/data/__init__.py": "",
         "lab/data/shards.py": "from ..train import train\n",
-        "lab/launch.py": "import importlib\n\nstages = importlib.import_module('lab.stages')\n",
-        "lab/stages.py": "from lab.launch import stages\n",
+        "lab/run/launch.py": "import importlib\n\nstages = importlib.import_module('lab.stages.image')\n",
+        "lab/stages/image.py": "from lab.run.launch import stages\n",
         "synth_render/__init__.py": "",
         "synth_render/text/__init__.py": "",
         "synth_render/text/world.py": "from lab.data import shards\nfrom lab.models import create_model\n",
         "analysis/__init__.py": "import experiments\n",
-        "experiments/__init__.py": "import lab.launch, synth_render, analysis\n",
+        "experiments/__init__.py": "import lab.run.launch, synth_render, analysis\n",
     })
     found = {(v.where, v.target, v.rule) for v in find_violations(root)}
     assert found == {
         ("lab/train.py:5", "synth_render.text.world", "train may import only core, data, models, train, not synth_render"),
         ("lab/data/shards.py:1", "lab.train", "data may import only core, data, models, not train"),
-        ("lab/stages.py:1", "lab.launch", "stages may import only core, data, models, stages, train, not run"),
+        ("lab/stages/image.py:1", "lab.run.launch", "stages may import only core, data, models, stages, train, not run"),
         ("synth_render/text/world.py:2", "lab.models",
          "synth_render may import only core, data, synth_render, not models"),
         ("analysis/__init__.py:1", "experiments", "analysis may import only analysis, not experiments"),
@@ -243,11 +239,11 @@ def test_the_checker_finds_a_planted_back_import(tmp_path):
 def test_the_checker_reads_string_imports_and_unmapped_modules(tmp_path):
     root = plant(tmp_path, {
         "lab/__init__.py": "",
-        "lab/config.py": "from lab.registry import Registry\n\nR = Registry('x', discover='synth_render')\n",
-        "lab/registry.py": "__import__('lab.brand_new')\n",
+        "lab/core/config.py": "from lab.core.registry import Registry\n\nR = Registry('x', discover='synth_render')\n",
+        "lab/core/registry.py": "__import__('lab.brand_new')\n",
         "lab/brand_new.py": "",
         "synth_render/__init__.py": "",
     })
     found = sorted(str(v) for v in find_violations(root))
-    assert found == ["lab/config.py:3: lab.config imports synth_render: core may import only core, not synth_render",
-                     "lab/registry.py:1: lab.registry imports lab.brand_new: lab.brand_new has no layer in LAYERS"]
+    assert found == ["lab/core/config.py:3: lab.core.config imports synth_render: core may import only core, not synth_render",
+                     "lab/core/registry.py:1: lab.core.registry imports lab.brand_new: lab.brand_new has no layer in LAYERS"]

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lab.registry import Registry, UnknownNameError
+from lab.core.registry import Registry, UnknownNameError
 
 
 def make_package(root, name: str, modules: dict[str, str]) -> None:
@@ -29,7 +29,7 @@ def plugins(tmp_path, monkeypatch):
 
 def test_a_registry_imports_its_package_before_the_first_lookup(plugins):
     make_package(plugins, "plugins_a", {
-        "registry": "from lab.registry import Registry\nTHINGS = Registry('thing', discover='plugins_a')\n",
+        "registry": "from lab.core.registry import Registry\nTHINGS = Registry('thing', discover='plugins_a')\n",
         "deep/__init__": "",
         "deep/one": "from plugins_a.registry import THINGS\n\n\n@THINGS.register('one')\ndef one():\n    return 1\n",
         "two": "from plugins_a.registry import THINGS\nTHINGS.register('two')(lambda: 2)\n",

@@ -9,9 +9,9 @@ import pytest
 
 from experiments.cli import main
 from experiments.sweep import SweepConfig, plan_sweep
-from lab import sweep
-from lab.config import ConfigError, load_config
-from lab.registry import UnknownNameError
+from lab.run import sweep
+from lab.core.config import ConfigError, load_config
+from lab.core.registry import UnknownNameError
 from tests.conftest import CONF_DIR
 
 
@@ -114,7 +114,7 @@ def test_a_killed_local_runner_loses_its_tasks_and_a_relaunch_resubmits_them(tmp
 def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on_the_right_one(tmp_path):
     from pathlib import Path
 
-    from lab.launch import LauncherConfig
+    from lab.run.launch import LauncherConfig
 
     def touch(name: str, depends: list[str] = ()) -> sweep.Task:  # Path.touch: the job subprocesses can unpickle it
         path = tmp_path / name
@@ -134,7 +134,7 @@ def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on
 def test_ctrl_c_while_waiting_stops_the_local_runner_and_the_same_call_resumes(tmp_path, monkeypatch):
     import json
 
-    from lab.launch import LauncherConfig
+    from lab.run.launch import LauncherConfig
 
     config = toy_sweep(tmp_path, "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4")
     plan = plan_sweep(config)

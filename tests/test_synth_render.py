@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lab.data.shards import CorruptShardError, ShardedDataset
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 from synth_render.dataset import contact_sheet, render_dataset
 from synth_render.digits import DigitRenderer, DigitRendererConfig
 from synth_render.registry import create_renderer

@@ -8,8 +8,8 @@ import torch
 
 from lab.data.real import RealDataConfig, finetune_subset, pool_size, real_split
 from lab.models import ModelConfig, create_model
-from lab.registry import UnknownNameError
-from lab.rundir import RunDir, atomic_write_json, config_hash
+from lab.core.registry import UnknownNameError
+from lab.core.rundir import RunDir, atomic_write_json, config_hash
 from lab.train import NonFiniteLossError, TrainConfig, evaluate, train_classifier
 
 

@@ -29,7 +29,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PYTHON" -c "import torch, timm; print('torch', torch.__version__, torch.version.cuda, 'timm', timm.__version__)"
 DEVICE=${DEVICE:-cuda}  # DEVICE=cpu with `--toy` after the folder checks this script on a laptop
 # The shuffled-label control arm, where this checkout registers it.
-CONTROL=$("$PYTHON" -c "from lab.pretrain_tasks import PRETRAIN_TASKS as tasks
+CONTROL=$("$PYTHON" -c "from lab.tasks.pretrain import PRETRAIN_TASKS as tasks
 print('--control' if 'multilabel_shuffled' in tasks else '')")
 
 echo "== smoke run: the whole recipe at toy size on the GPU, with 2 scene workers (a CUDA-only error costs seconds)"

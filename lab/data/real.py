@@ -7,7 +7,7 @@ user's own classification folder (`imagefolder`) is a `FolderSource`: its own tr
 test, and pool images are decoded only when a fine-tuning subset picks them.
 
 `val_size` > 0 carves a fixed, stratified validation set out of the pool (never out of the test set): studies
-choose hyper-parameters on it (`lab.stages.FinetuneConfig.lr_grid`), and fine-tuning subsets are drawn from
+choose hyper-parameters on it (`lab.stages.image.FinetuneConfig.lr_grid`), and fine-tuning subsets are drawn from
 the rest of the pool, so no validation image is ever trained on.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from lab.data.imagefolder import LazyImages, folder_split
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 REAL_DATASETS: Registry = Registry("real dataset")
 

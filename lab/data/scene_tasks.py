@@ -1,7 +1,7 @@
 """PyTorch datasets for the pre-training tasks of a rendered 3D-scene folder, streamed from its tar shards.
 
 Reading a folder that `synth_render.scene3d.writer` wrote is data reading, so it lives here, below the
-pre-training tasks (`lab.pretrain_tasks`: each names the view it reads) and beside the tar-shard reader.
+pre-training tasks (`lab.tasks.pretrain`: each names the view it reads) and beside the tar-shard reader.
 
 Every dataset yields `(image, target)` with `image` a float32 tensor [3, H, W] in [0, 1] (then `image_transform`,
 which must be photometric: boxes and masks are not moved with the image). Targets:
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from lab.data.tar_shards import INDEX, TarShardDataset
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 ImageTransform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from lab.rundir import atomic_write_json, config_hash, sha256_file
+from lab.core.rundir import atomic_write_json, config_hash, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1

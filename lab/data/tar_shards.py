@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from lab.data.shards import MANIFEST, CorruptShardError, read_manifest, verified_shard
-from lab.rundir import atomic_write_json
+from lab.core.rundir import atomic_write_json
 
 KEY = "__key__"
 INDEX = "__index__"

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from lab.registry import Registry
-from lab.rundir import atomic_write_json, atomic_write_text
+from lab.core.registry import Registry
+from lab.core.rundir import atomic_write_json, atomic_write_text
 
 # Hiragana, katakana (incl. the prolonged-sound mark), CJK ideographs and half-width katakana.
 JAPANESE_CHAR = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f]")

@@ -18,7 +18,7 @@ from lab.data.ade20k import NUM_CLASSES as ADE_CLASSES
 from lab.data.ade20k import ADESegmentation, SegmentationIndex, index_ade20k
 from lab.data.coco import CocoDetection, CocoIndex, coco_split
 from lab.data.imagefolder import FolderClassification, folder_split
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 
 @dataclass

@@ -9,7 +9,7 @@ from functools import lru_cache
 import timm
 import torch
 
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 - `register_allreduce(ddp_model, AllReduceConfig(kind="ring"|"torus2d"|"hierarchical", ...), world)`
 - `BatchSchedule` / `lr_for` / `smoothed_cross_entropy`: batch-size control with accumulation and warm-up;
-  `batch_control_loop.train_on_schedule` trains by them (resumable), `lab.batch_control` is the stage and
+  `lab.train.batch_control.train_on_schedule` trains by them (resumable), `lab.stages.batch_control` is the stage and
   `lab train recipe=...` the command
 - `cost_model`: alpha-beta predictions for ring, tree, hierarchical and 2D-torus all-reduce
 """

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from lab.distributed import DistributedContext, init_distributed
+from lab.core.distributed import DistributedContext, init_distributed
 from lab.parallel.config import AllReduceConfig
 from lab.parallel.grid import processes_per_node, resolve_grid
 from lab.parallel.groups import TorusGroups

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 
 @dataclass(frozen=True)

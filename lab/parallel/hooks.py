@@ -16,12 +16,12 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 from lab.parallel.config import AllReduceConfig
 from lab.parallel.grid import TorusGrid, processes_per_node, resolve_grid
 from lab.parallel.groups import TorusGroups
 from lab.parallel.torus import torus_allreduce_
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 Installer = Callable[[DistributedDataParallel, AllReduceConfig, DistributedContext, int | None], TorusGrid | None]
 ALLREDUCE: Registry[Installer] = Registry("all-reduce kind")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from lab.parallel.batch_schedule import BatchSchedule, StepPlan
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 SCALING_RULES: Registry[Callable[[float], float]] = Registry("lr scaling rule")
 SCALING_RULES.register("linear")(lambda ratio: ratio)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lab.launch import LauncherConfig
+from lab.core.launcher import LauncherConfig
 from lab.models import ModelConfig
 from lab.parallel.batch_schedule import BatchScheduleConfig
 from lab.parallel.config import AllReduceConfig

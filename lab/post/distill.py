@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lab.lm_train import LMTrainConfig, TokenStream, stream_batch, train_steps
 from lab.models.plamo.model import IGNORE_INDEX
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from lab.lm_train import LMTrainConfig, train_steps
 from lab.models.plamo.model import IGNORE_INDEX
 from lab.post.sft import MaskedSequence, batch_rows, encode_example, pad_batch, pad_id
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 
 
 @dataclass

@@ -17,7 +17,7 @@ import torch
 
 from lab.lm_train import LMTrainConfig, train_steps
 from lab.models.plamo.model import IGNORE_INDEX
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 
 
 @dataclass

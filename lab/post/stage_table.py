@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.rundir import atomic_write_json, atomic_write_text
+from lab.core.rundir import atomic_write_json, atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from timm.models import adapt_input_conv
 
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 BOTTLENECK = frozenset({"resnet50", "resnet101", "resnet152"})  # blocks that allow dilation (DeepLab)

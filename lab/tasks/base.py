@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import torch
 
 from lab.data.user_datasets import TaskData
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 
 class Task(Protocol):

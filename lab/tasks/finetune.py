@@ -17,12 +17,12 @@ import torch
 
 from lab.data.real import balanced_subset
 from lab.data.user_datasets import USER_DATASETS, TaskData, TaskDataConfig
-from lab.rundir import RunDir, sha256_file
-from lab.stages import provenance
+from lab.core.rundir import RunDir, sha256_file
+from lab.core.provenance import provenance
 from lab.tasks.backbone import check_backbone, load_backbone_weights
 from lab.tasks.base import TASKS
 from lab.tasks.detection import DetectorConfig
-from lab.distributed import resolve_device
+from lab.core.distributed import resolve_device
 from lab.train import Hooks, TrainConfig, batch_indices, lr_at, run_steps
 
 OPTIMIZERS = {"sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay),
@@ -118,22 +118,7 @@ class StepBatches(torch.utils.data.Sampler):
 pick_device = resolve_device  # the name earlier code imports
 
 
-def run_task_finetune(config: TaskFinetuneConfig) -> dict[str, Any]:
-    """Fine-tune and evaluate one point, or return its stored result."""
-    task, data = open_task(config)
-    s = resolve_s(config, len(data.train))
-    run = RunDir.for_config(config.root, config.experiment, f"finetune_{config.task}", identity(config, s))
-    with run.lock():
-        if run.done:
-            return run.read_result()
-        run.record_attempt()
-        run.write_config({**identity(config, s), "pretrained": config.pretrained, "root": config.data.root})
-        result = _fine_tune(config, task, data, s, run)
-        run.write_result(result)
-    return result
-
-
-def _fine_tune(config: TaskFinetuneConfig, task: Any, data: TaskData, s: int, run: RunDir) -> dict[str, Any]:
+def fine_tune(config: TaskFinetuneConfig, task: Any, data: TaskData, s: int, run: RunDir) -> dict[str, Any]:
     started = time.perf_counter()
     if data.train_labels is not None:
         subset = balanced_subset(data.train_labels, s, config.seed)
@@ -181,3 +166,13 @@ def _fine_tune(config: TaskFinetuneConfig, task: Any, data: TaskData, s: int, ru
             "s": s, "seed": config.seed, "metric": task.metric, "metrics": metrics, "test_size": len(data.test),
             "pretrained": config.pretrained or None, "steps": recipe.steps, "resumed_from_step": start,
             "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - started, **provenance()}
+
+
+def __getattr__(name: str) -> Any:
+    """Task fine-tune jobs pickled before issue 17 name `lab.tasks.finetune.run_task_finetune`, the stage that now
+    lives in lab.stages.task_finetune: kept for one release."""
+    if name == "run_task_finetune":
+        from lab.stages.task_finetune import run_task_finetune
+
+        return run_task_finetune
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

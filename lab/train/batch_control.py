@@ -17,11 +17,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 from lab.parallel.batch_schedule import BatchSchedule, StepPlan
 from lab.parallel.loss import smoothed_cross_entropy
 from lab.parallel.lr_schedule import LRScheduleConfig, lr_for
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 from lab.train.engine import Hooks, run_steps
 
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 from lab.parallel import AllReduceConfig, register_allreduce
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 from lab.train.engine import NonFiniteLossError, run_steps
 from lab.train.schedule import batch_indices, warmup_cosine
 

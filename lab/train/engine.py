@@ -24,9 +24,9 @@ from typing import Any, Callable, ContextManager, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from lab.checkpoint import load_checkpoint, save_checkpoint
-from lab.distributed import DistributedContext
-from lab.rundir import RunDir
+from lab.core.checkpoint import load_checkpoint, save_checkpoint
+from lab.core.distributed import DistributedContext
+from lab.core.rundir import RunDir
 
 
 class NonFiniteLossError(FloatingPointError):

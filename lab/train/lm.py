@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lab.data.text import bits_per_character
-from lab.distributed import resolve_device  # noqa: F401  (imported from here by earlier code)
+from lab.core.distributed import resolve_device  # noqa: F401  (imported from here by earlier code)
 from lab.models.plamo.model import IGNORE_INDEX
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 from lab.train.engine import NonFiniteLossError, StepLoss, run_steps
 from lab.train.schedule import warmup_cosine
 

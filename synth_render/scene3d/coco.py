@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from lab.data.tar_shards import INDEX, KEY, TarShardDataset
-from lab.rundir import atomic_write_json
+from lab.core.rundir import atomic_write_json
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 MeshArrays = tuple[np.ndarray, np.ndarray]  # vertices float64 [V, 3], faces int64 [F, 3]
 SHAPE_KINDS: Registry[Callable[[dict[str, Any]], MeshArrays]] = Registry("shape kind")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from lab.data.tar_shards import KEY, TAR_FORMAT
-from lab.rundir import to_plain
+from lab.core.rundir import to_plain
 from synth_render.dataset import RenderJob
 from synth_render.registry import RENDERERS
 from synth_render.scene3d.annotations import annotation_record, visibility_threshold
@@ -134,7 +134,7 @@ class Scene3DRenderJob(RenderJob):
 
     def check(self) -> None:
         """Also builds the engine: a missing optional package fails here, saying what to install."""
-        from lab.config import ConfigError
+        from lab.core.config import ConfigError
 
         try:
             super().check()

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from lab.data.shards import ShardedDataset, write_sharded
-from lab.rundir import atomic_write_json, config_hash, to_plain
+from lab.core.rundir import atomic_write_json, config_hash, to_plain
 from synth_render.text.registry import create_text_generator
 
 STATS = "text_stats.json"

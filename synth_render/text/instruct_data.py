@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lab.data.keyword_rules import NEVER, KeywordRule, parse_rule
-from lab.registry import Registry
+from lab.core.registry import Registry
 from synth_render.text import lexicon as lx
 from synth_render.text.question_sets import QUESTION_MAKERS, make_generators
 from synth_render.text.world import World

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.registry import Registry, UnknownNameError
+from lab.core.registry import Registry, UnknownNameError
 from synth_render.text import lexicon as lx
 from synth_render.text.arithmetic import expression
 from synth_render.text.base import TextGenerator, pick

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from lab.registry import Registry
-from lab.rundir import to_plain
+from lab.core.registry import Registry
+from lab.core.rundir import to_plain
 
 TEXT_GENERATORS: Registry[Any] = Registry("text generator", discover="synth_render.text")
 

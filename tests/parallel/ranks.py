@@ -17,7 +17,7 @@ import torch.distributed as dist
 import torch._dynamo  # noqa: F401  (see above)
 import torch.multiprocessing as mp
 
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 
 
 def _entry(rank: int, fn: Callable[..., Any], world: int, folder: str, args: tuple) -> None:

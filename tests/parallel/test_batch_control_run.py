@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from experiments.batch_control import RecipeRunConfig, load_run_config, run_recipe, validate
-from lab.batch_control import BatchControlJob, run_batch_control
-from lab.config import ConfigError
+from lab.stages.batch_control import BatchControlJob, run_batch_control
+from lab.core.config import ConfigError
 from lab.data.real import REAL_DATASETS
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 from lab.models import create_model
 from lab.parallel import BatchPhase, BatchSchedule, BatchScheduleConfig, lr_for
-from lab.parallel.batch_control_loop import ScheduleMismatchError, train_on_schedule
+from lab.train.batch_control import ScheduleMismatchError, train_on_schedule
 from lab.parallel.hooks import TorusHookState, torus_hook
 from ranks import run_ranks
 

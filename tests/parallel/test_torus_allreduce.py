@@ -7,11 +7,11 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from lab.distributed import DistributedContext
+from lab.core.distributed import DistributedContext
 from lab.parallel import AllReduceConfig, BatchPhase, BatchSchedule, BatchScheduleConfig, GridError, LRScheduleConfig
 from lab.parallel import register_allreduce
 from lab.parallel.agreement import compare_with_allreduce
-from lab.parallel.batch_control_loop import train_batch_controlled
+from lab.train.batch_control import train_batch_controlled
 from ranks import run_ranks
 
 GRIDS_OF_4 = [(1, 4), (2, 2), (4, 1)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lab.models.plamo import PlamoConfig, PlamoConfigError, create_plamo, get_plamo_config
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from lab.post.distill import DistillConfig, distill, distillation_loss
 from lab.post.prune import (
     PruneTarget, PruneTargetError, apply_pruning, check_target, measure_importance, plan_pruning, prune_model,
 )
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 
 TINY = dict(hidden_size=32, num_hidden_layers=6, intermediate_size=48, vocab_size=64, num_attention_heads=4,
             num_key_value_heads=2, hidden_size_per_head=8, attention_window_size=8, full_attention_idx=(3,),
@@ -238,7 +238,7 @@ def test_toy_study_writes_report_and_loadable_models(tmp_path):
 
 def test_study_rejects_bad_target_and_keys_before_any_work(tmp_path):
     from experiments.prune_study import load_prune_config, run_prune_study
-    from lab.config import ConfigError
+    from lab.core.config import ConfigError
 
     config = load_prune_config([f"root={tmp_path}", "+experiment=prune_toy", "target.mamba_num_heads=99"])
     with pytest.raises(PruneTargetError, match="mamba_num_heads=99 exceeds the model's 4"):

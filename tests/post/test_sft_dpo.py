@@ -15,7 +15,7 @@ from lab.models.plamo.model import IGNORE_INDEX, causal_lm_loss
 from lab.post.dpo import DPOConfig, dpo_loss, encode_pairs, frozen_copy, pair_logprobs, sequence_logprobs, train_dpo
 from lab.post.instruct_data import CORRUPTIONS, InstructData, InstructDataConfig
 from lab.post.sft import SFTConfig, encode_example, pad_batch, train_sft
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 
 TEXT = {"n_entities": 30}
 
@@ -226,7 +226,7 @@ def test_toy_base_sft_dpo_writes_the_table(tmp_path):
 
 def test_bad_config_is_rejected_before_work(tmp_path):
     from experiments.post_training import load_post_training_config, main, run_post_training
-    from lab.config import ConfigError
+    from lab.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="sft_exampels"):
         load_post_training_config([f"root={tmp_path}", "sft_exampels=3"])

@@ -9,7 +9,8 @@ from PIL import Image
 
 from lab.data.ade20k import IGNORE, index_ade20k, read_annotation
 from lab.data.user_datasets import USER_DATASETS, TaskDataConfig
-from lab.tasks import TaskFinetuneConfig, TaskTrainConfig, run_task_finetune
+from lab.tasks import TaskFinetuneConfig, TaskTrainConfig
+from lab.stages.task_finetune import run_task_finetune
 from lab.tasks.segmentation import confusion_matrix, segmentation_scores
 
 

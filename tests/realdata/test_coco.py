@@ -11,7 +11,8 @@ import torch
 
 from lab.data.coco import coco_split, load_coco
 from lab.data.user_datasets import USER_DATASETS, TaskDataConfig
-from lab.tasks import TASKS, TaskFinetuneConfig, TaskTrainConfig, run_task_finetune
+from lab.tasks import TASKS, TaskFinetuneConfig, TaskTrainConfig
+from lab.stages.task_finetune import run_task_finetune
 from lab.tasks.backbone import load_backbone_weights
 from lab.tasks.detection import DetectorConfig, coco_map
 

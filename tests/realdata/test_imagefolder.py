@@ -8,7 +8,8 @@ import pytest
 from lab.data.imagefolder import LazyImages, folder_split, index_folder
 from lab.data.real import RealDataConfig, finetune_subset, pool_size, real_split
 from lab.data.user_datasets import USER_DATASETS, TaskDataConfig
-from lab.tasks import TaskFinetuneConfig, TaskTrainConfig, run_task_finetune
+from lab.tasks import TaskFinetuneConfig, TaskTrainConfig
+from lab.stages.task_finetune import run_task_finetune
 
 
 def test_index_lists_classes_in_sorted_order(folder):

@@ -8,7 +8,7 @@ import numpy as np
 
 from lab.data.real import REAL_DATASETS, RealDataConfig, finetune_subset, pool_size, real_split
 from lab.models import ModelConfig
-from lab.stages import FinetuneConfig, FinetuneJob, run_finetune
+from lab.stages.image import FinetuneConfig, FinetuneJob, run_finetune
 
 
 def test_lfw_faces_loads_offline_as_two_balanced_classes():
@@ -39,7 +39,7 @@ def test_lfw_faces_fine_tunes_a_few_steps(tmp_path):
 
 def test_lfw_faces_config_composes_into_the_demo(tmp_path):
     from experiments.digits_demo import DemoConfig
-    from lab.config import load_config
+    from lab.core.config import load_config
 
     conf_dir = Path(__file__).resolve().parents[2] / "experiments" / "conf"
     config = load_config(conf_dir, "demo", DemoConfig, ["data=lfw_faces", f"root={tmp_path}"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments.task_finetune import load_task_config, main
-from lab.config import ConfigError, load_config
+from lab.core.config import ConfigError, load_config
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "experiments" / "conf"
 
@@ -47,7 +47,7 @@ def test_entry_point_runs_one_point(tmp_path, folder, capsys):
 
 
 def test_s_larger_than_the_pool_is_an_error_before_training(tmp_path, folder):
-    from lab.tasks import run_task_finetune
+    from lab.stages.task_finetune import run_task_finetune
 
     config = load_task_config(["task=classification", f"data.root={folder}", "s=13", f"root={tmp_path}"])
     with pytest.raises(ValueError, match="pool at .* holds 12"):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 from synth_render.scene3d import LEVELS, Scene, SceneObject, SceneSamplerConfig, sample_scene
 from synth_render.scene3d.geometry import camera_basis, camera_rays, project_points, scene_meshes
 from synth_render.scene3d.sampler import scene_sampler

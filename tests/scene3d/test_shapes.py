@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 from synth_render.scene3d.shapes import (
     CLASS_SETS,
     DISTINCT20_CLASSES,

@@ -9,8 +9,8 @@ from torch.utils.data import DataLoader
 
 from lab.data.scene_tasks import SCENE_TASKS, create_task_dataset, detection_collate
 from lab.data.tar_shards import INDEX, TarShardDataset
-from lab.pretrain_tasks import PRETRAIN_TASKS
-from lab.registry import UnknownNameError
+from lab.tasks.pretrain import PRETRAIN_TASKS
+from lab.core.registry import UnknownNameError
 from synth_render.dataset import render_dataset
 from synth_render.scene3d.sampler import SceneSamplerConfig
 from synth_render.scene3d.writer import Scene3DRendererConfig

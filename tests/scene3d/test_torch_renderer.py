@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 from synth_render.scene3d import (
     Camera,
     Light,

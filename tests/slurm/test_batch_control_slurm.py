@@ -9,8 +9,8 @@ import time
 import pytest
 
 from experiments.batch_control import load_run_config, validate
-from lab.batch_control import run_batch_control
-from lab.launch import EXECUTORS
+from lab.stages.batch_control import run_batch_control
+from lab.run.launch import EXECUTORS
 
 pytestmark = pytest.mark.slurm
 

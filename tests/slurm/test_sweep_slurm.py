@@ -12,9 +12,9 @@ import pytest
 
 from experiments.cli import main
 from experiments.sweep import SweepConfig, plan_sweep
-from lab import sweep
-from lab.config import load_config
-from lab.slurm import SlurmError, job_states
+from lab.run import sweep
+from lab.core.config import load_config
+from lab.run.slurm import SlurmError, job_states
 from tests.conftest import CONF_DIR
 
 pytestmark = pytest.mark.slurm

@@ -1,5 +1,5 @@
 """The 2D-torus all-reduce inside a real 2-task Slurm job: ranks, world size and processes per node come from
-Slurm through submitit's TorchDistributedEnvironment (via lab.distributed.init_distributed)."""
+Slurm through submitit's TorchDistributedEnvironment (via lab.core.distributed.init_distributed)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lab.data.text import JAPANESE_CHAR
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 from synth_render.text import TEXT_GENERATORS, create_text_generator, lexicon, text_config
 from synth_render.text.world import build_world
 

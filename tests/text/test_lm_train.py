@@ -10,7 +10,7 @@ import torch
 
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, stream_batch, train_lm
 from lab.models.plamo import create_plamo
-from lab.rundir import RunDir
+from lab.core.rundir import RunDir
 from lab.train import NonFiniteLossError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -14,7 +14,7 @@ from lab.data.text import (
     REAL_TEXT_CORPORA, EmptyCorpusError, RealTextConfig, is_japanese, load_corpus, text_split, troff_paragraphs,
     troff_to_sentences,
 )
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 
 MAN_PAGE = r""".\" comments are dropped
 .ig

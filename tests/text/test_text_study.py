@@ -10,8 +10,8 @@ import pytest
 
 from experiments.cli import CONF_DIR, main
 from experiments.text_study import TextSweepConfig, plan_text_sweep
-from lab.config import ConfigError, load_config
-from lab.registry import UnknownNameError
+from lab.core.config import ConfigError, load_config
+from lab.core.registry import UnknownNameError
 
 TOY = ["+experiment=text_toy", "launcher=debug"]
 

@@ -17,7 +17,7 @@ from lab.models.plamo.checkpoint import CheckpointError, load_config
 from lab.models.plamo.config import PlamoConfig, PlamoConfigError
 from lab.models.plamo.model import PlamoForCausalLM
 from lab.models.plamo.registry import PLAMO_CONFIGS
-from lab.registry import UnknownNameError
+from lab.core.registry import UnknownNameError
 
 BLOCKS = ("embedding", "lm_head", "mamba", "attention", "mlp", "norms")
 

@@ -17,7 +17,7 @@ import torch
 
 from lab.models.plamo.config import PlamoConfig
 from lab.models.plamo.model import PlamoForCausalLM
-from lab.registry import Registry
+from lab.core.registry import Registry
 
 PLAMO_CONFIGS: Registry[PlamoConfig] = Registry("PLaMo config")
 

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lab.registry import Registry
+from lab.core.registry import Registry
 from synth_render.scene3d.scene import Scene
 
 INSTALL_HINT = "pip install 'synth-transfer-lab[render]'"

@@ -7,26 +7,21 @@ by several fine-tunes) runs once under a lock.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import platform
-import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from lab.data.real import RealDataConfig, finetune_subset, real_split
 from lab.data.shards import ShardedDataset
-from lab.distributed import DistributedContext, init_distributed
+from lab.core.distributed import DistributedContext
 from lab.models import ModelConfig, create_model
 from lab.parallel import AllReduceConfig
-from lab.rundir import RunDir
+from lab.core.provenance import provenance
+from lab.core.rundir import RunDir
+from lab.stages.skeleton import run_stage, set_threads
 from lab.train import TrainConfig, evaluate, train_classifier
 
 
@@ -171,48 +166,12 @@ class FinetuneJob:
         return RunDir.for_config(self.root, self.experiment, "finetune", self.identity())
 
 
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    """HEAD of the lab's checkout, with '-dirty' when tracked files differ from it (results must say so)."""
-    here = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here)
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], capture_output=True, timeout=10, cwd=here)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    commit = head.stdout.strip()
-    if not commit:
-        return "unknown"
-    return commit + ("-dirty" if dirty.returncode == 1 else "")
-
-
-def provenance() -> dict[str, Any]:
-    return {"git_commit": git_commit(), "host": socket.gethostname(), "python": platform.python_version(),
-            "torch": torch.__version__, "pid": os.getpid()}
-
-
-def run_once(run: RunDir, context: DistributedContext, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """`work()` unless `run` is done. Rank 0 holds the run's lock and writes; all ranks agree on 'done'."""
-    with run.lock() if context.is_main else contextlib.nullcontext():
-        if context.broadcast_flag(run.done):
-            return run.read_result()
-        if context.is_main:
-            run.record_attempt()
-        result = work()
-        if context.is_main:
-            run.write_result(result)
-    context.barrier()
-    return result
-
-
 def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
     """Pre-train (or return the stored result of) one (dataset, n, model, seed)."""
-    if job.threads > 0:
-        torch.set_num_threads(job.threads)
-    context = init_distributed()
+    set_threads(job.threads)
     run = job.run_dir()
 
-    def work() -> dict[str, Any]:
+    def work(context: DistributedContext) -> dict[str, Any]:
         started = time.perf_counter()
         dataset = ShardedDataset.open(job.dataset)
         if context.is_main:
@@ -237,7 +196,7 @@ def run_pretrain(job: PretrainJob, progress: bool = False) -> dict[str, Any]:
                 "seed": job.seed, **stats, **heldout, "wall_seconds": time.perf_counter() - started,
                 **provenance()}
 
-    return run_once(run, context, work)
+    return run_stage(run, work, threads=job.threads)
 
 
 def heldout_classification(model: torch.nn.Module, images: Any, labels: Any, train_labels: Any) -> dict[str, Any]:
@@ -259,7 +218,7 @@ def majority_class_error(train_labels: Any, labels: Any) -> float:
 
 def run_parent(pretrain: Any, progress: bool = False) -> dict[str, Any]:
     """A fine-tune's pre-training: digit classification (`PretrainJob`), or any job that runs its own stage
-    through `execute(progress)` (e.g. `lab.stages3d.Pretrain3DJob`); both write `weights` and `run_hash`."""
+    through `execute(progress)` (e.g. `lab.stages.scenes3d.Pretrain3DJob`); both write `weights` and `run_hash`."""
     execute = getattr(pretrain, "execute", None)
     return execute(progress) if execute is not None else run_pretrain(pretrain, progress)
 
@@ -271,13 +230,11 @@ PARENT_SUMMARY = {"pretrain_metric": "pretrain_metric", "pretrain_heldout": "hel
 
 def run_finetune(job: FinetuneJob) -> dict[str, Any]:
     """Run one study point; safe to call again (a finished point returns its stored result)."""
-    if job.threads > 0:
-        torch.set_num_threads(job.threads)
-    context = init_distributed()
+    set_threads(job.threads)
     parent = run_parent(job.pretrain, job.progress) if job.pretrain is not None else None
     run = job.run_dir()
 
-    def work() -> dict[str, Any]:
+    def work(context: DistributedContext) -> dict[str, Any]:
         started = time.perf_counter()
         if context.is_main:
             run.write_config(job.identity())
@@ -308,7 +265,7 @@ def run_finetune(job: FinetuneJob) -> dict[str, Any]:
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
 
-    return run_once(run, context, work)
+    return run_stage(run, work, threads=job.threads)
 
 
 def _initial_model(job: FinetuneJob, parent: dict[str, Any] | None, num_classes: int) -> torch.nn.Module:

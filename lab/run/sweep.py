@@ -1,0 +1,515 @@
+"""The one orchestrator: a plan of stage tasks with dependencies, launched through an executor, waited for, collected.
+
+Every study (the demo, the digits sweeps, Figure 1, the text study, the paper's studies, a `lab train` recipe)
+plans its work once as a `Plan`: `Task`s (render slices, pre-trainings, fine-tunes, ...) in dependency order,
+plus the `points` of the study (the swept values of each fine-tune). `launch` submits what is missing, `status`
+tells where each point is, `collect` writes the tidy results table; `run_to_completion` is the three in a row.
+On Slurm, tasks of one stage that share their parents become one job array, submitted with `afterok` on the
+parents' jobs, so one pre-training serves all the fine-tunes that use it. Locally (`local`, `debug`), a runner
+executes the same plan (`run_tasks`): at most `max_parallel` jobs at once, each task as soon as its parents are
+done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
+submits only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and
+the stage resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+import submitit
+from submitit.core.utils import JobPaths
+from tqdm.auto import tqdm
+
+from lab.core.config import ConfigError
+from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
+from lab.core.results import results_table, write_table
+from lab.core.rundir import RunDir, atomic_write_json
+
+STATE_FILE = "state.json"
+PLAN_FILE = "plan.pkl"
+LOCAL_STATUS_FILE = "local_runner.json"
+LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
+FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
+PARENT_FAILED = "a task it depends on failed"
+
+
+def check_axes(n: Sequence[int], s: Sequence[int], seeds: Sequence[int], prefix: str = "",
+               n_unit: str = "synthetic pre-training samples", s_unit: str = "real fine-tuning samples") -> None:
+    """The axes every study sweeps, checked in one place: n >= 0 (0 = from scratch), s > 0, a seed at least."""
+    if not n or not s or not seeds:
+        raise ConfigError(f"{prefix}n, {prefix}s and {prefix}seeds must each list at least one value")
+    if any(value < 0 for value in n):
+        raise ConfigError(f"{prefix}n must be >= 0 ({n_unit}; 0 = from scratch), got {list(n)}")
+    if any(value <= 0 for value in s):
+        raise ConfigError(f"{prefix}s must be positive ({s_unit}), got {list(s)}")
+
+
+@dataclass
+class Task:
+    """One stage run: `fn(job)`; done when every path in `outputs` exists."""
+
+    key: str
+    stage: str
+    fn: Callable[[Any], Any]
+    job: Any
+    outputs: list[str]
+    depends: list[str] = field(default_factory=list)
+
+    def done(self) -> bool:
+        return all(Path(p).exists() for p in self.outputs)
+
+
+@dataclass
+class Plan:
+    name: str
+    root: str
+    tasks: list[Task]
+    points: list[dict[str, Any]]  # swept values + "task": the key of the point's fine-tune
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.root) / self.name / "sweep"
+
+    def task(self, key: str) -> Task:
+        return self.by_key[key]
+
+    @cached_property
+    def by_key(self) -> dict[str, Task]:
+        return {t.key: t for t in self.tasks}
+
+    def ancestors(self, key: str) -> list[Task]:
+        """The task and everything it depends on, nearest first."""
+        by_key, order, todo = self.by_key, [], [key]
+        while todo:
+            task = by_key[todo.pop(0)]
+            if task not in order:
+                order.append(task)
+                todo.extend(task.depends)
+        return order
+
+
+def in_stage_order(tasks: Iterable[Task], stages: Sequence[str]) -> list[Task]:
+    """Tasks sorted by their stage's place in `stages` (a plan lists parents before children), stable within one."""
+    rank = {stage: i for i, stage in enumerate(stages)}
+    return sorted(tasks, key=lambda t: rank[t.stage])
+
+
+class StageCall(submitit.helpers.Checkpointable):
+    """Runs a stage function; on preemption or time-out submitit requeues the same call (it resumes)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, job: Any) -> Any:
+        return self.fn(job)
+
+
+class StageChain(submitit.helpers.Checkpointable):
+    """Stage calls run one after the other in one job (a task and the only task waiting on it, as a pre-training
+    and its one fine-tune): one process start instead of several. A requeued chain starts over; the stages that
+    finished return their stored results."""
+
+    def __init__(self, calls: list[tuple[Callable[[Any], Any], Any]]) -> None:
+        self.calls = calls
+
+    def __call__(self) -> list[Any]:
+        return [fn(job) for fn, job in self.calls]
+
+
+def load_state(folder: Path) -> dict[str, Any]:
+    path = folder / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {"tasks": {}, "launches": []}
+
+
+def _active_keys(plan: Plan, state: dict[str, Any], executor: str) -> set[str]:
+    """Tasks whose latest job is still queued or running (they must not be submitted twice)."""
+    latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
+    states = job_states(plan, latest, executor)
+    return {key for key, job_state in states.items() if job_state in ACTIVE_STATES}
+
+
+def job_states(plan: Plan, latest: dict[str, str], executor: str) -> dict[str, str]:
+    """Scheduler state of each task's latest job ('COMPLETED', 'FAILED', 'RUNNING', ...)."""
+    if executor == "slurm":
+        from lab.run.slurm import job_states as slurm_states
+
+        by_job = slurm_states(list(latest.values()))
+        return {key: by_job[job_id] for key, job_id in latest.items()}
+    local = plan.folder / LOCAL_STATUS_FILE
+    runner = json.loads(local.read_text()) if local.exists() else {}
+    states = {key: runner.get(key, {}).get("state", "PENDING") for key in latest}
+    if not _local_runner_alive(plan.folder):  # killed or crashed: nothing will move its tasks on, so resubmit them
+        states = {key: "LOST" if state in ACTIVE_STATES else state for key, state in states.items()}
+    return states
+
+
+def _local_runner_alive(folder: Path) -> bool:
+    """Whether the detached local runner is still running (True when no pid was recorded: older sweeps)."""
+    pid_file = folder / LOCAL_PID_FILE
+    if not pid_file.exists():
+        return True
+    pid = int(pid_file.read_text())
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child, exited (and now reaped, not a zombie)
+            return False
+    except ChildProcessError:  # started by another process
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
+    """Submit every task not done and not in flight; returns at once except with the debug executor."""
+    validate_launcher(launcher)
+    folder = plan.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    state = load_state(folder)
+    active = _active_keys(plan, state, launcher.name) if state["tasks"] else set()
+    todo = [t for t in plan.tasks if not t.done() and t.key not in active]
+    with open(folder / PLAN_FILE, "wb") as handle:
+        pickle.dump(plan, handle)
+    submitted: dict[str, str] = {}
+    if todo and launcher.name == "slurm":
+        submitted = _submit_slurm(todo, plan, launcher, folder, state)
+    elif todo:
+        submitted = {t.key: "local" for t in todo}
+    for key, job_id in submitted.items():
+        state["tasks"].setdefault(key, {"stage": plan.task(key).stage, "job_ids": []})["job_ids"].append(job_id)
+    state.update(name=plan.name, executor=launcher.name, points=plan.points)
+    state["launches"].append({"time": time.time(), "executor": launcher.name, "submitted": len(submitted),
+                              "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)})
+    atomic_write_json(folder / STATE_FILE, state)
+    if todo and launcher.name != "slurm":
+        _start_local_runner(folder, launcher, [t.key for t in todo])
+    return state["launches"][-1]
+
+
+def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder: Path,
+                  state: dict[str, Any]) -> dict[str, str]:
+    """Tasks of one stage with the same parents -> one array (split at MaxArraySize), afterok on the parents."""
+    from lab.run.slurm import max_array_size
+
+    executor = EXECUTORS.get("slurm")(folder / "jobs", launcher)
+    job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
+    rank = {stage: i for i, stage in enumerate(dict.fromkeys(t.stage for t in plan.tasks))}
+
+    done = {key: plan.task(key).done() for t in todo for key in t.depends}  # each output checked once
+    parents_of = {t.key: tuple(sorted(d for d in t.depends if not done[d])) for t in todo}
+
+    submitted: dict[str, str] = {}
+    ordered = sorted(todo, key=lambda t: (rank[t.stage], parents_of[t.key]))
+    for (_, fn, parents), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, parents_of[t.key])):
+        tasks = list(tasks)
+        parent_jobs = sorted({(submitted.get(p) or job_of[p]).split("_")[0] for p in parents})
+        # kill-on-invalid-dep: a job whose parent failed is cancelled instead of pending forever
+        extra = {**launcher.extra_sbatch, **({"kill-on-invalid-dep": "yes"} if parent_jobs else {})}
+        executor.update_parameters(dependency=f"afterok:{':'.join(parent_jobs)}" if parent_jobs else None,
+                                   job_name=f"{plan.name}-{tasks[0].stage}", additional_parameters=extra)
+        limit = max_array_size() - 1
+        for start in range(0, len(tasks), limit):
+            chunk = tasks[start : start + limit]
+            jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])
+            submitted.update({t.key: str(j.job_id) for t, j in zip(chunk, jobs)})
+    executor.update_parameters(dependency=None)
+    return submitted
+
+
+def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str]) -> None:
+    atomic_write_json(folder / LOCAL_STATUS_FILE, {k: {"state": "PENDING"} for k in keys})
+    if launcher.name == "debug":
+        run_plan_locally(folder, launcher)
+        return
+    log = open(folder / "local_runner.log", "a")
+    runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), json.dumps(launcher.__dict__)],
+                              stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    (folder / LOCAL_PID_FILE).write_text(str(runner.pid))
+
+
+def run_plan_locally(folder: Path, launcher: LauncherConfig) -> None:
+    """The local runner: execute the tasks listed in the runner's status file, recording each one's state."""
+    plan = load_plan(folder)
+    status_path = folder / LOCAL_STATUS_FILE
+    status = json.loads(status_path.read_text())
+
+    def record(task: Task, outcome: JobOutcome | None) -> None:
+        if outcome is None:
+            status[task.key] = {"state": "RUNNING"}
+        else:
+            state = "COMPLETED" if outcome.ok else "CANCELLED" if outcome.error == PARENT_FAILED else "FAILED"
+            status[task.key] = {"state": state, "job_id": outcome.job_id, "error": outcome.error,
+                                "log": outcome.log, "seconds": outcome.seconds}
+        atomic_write_json(status_path, status)
+
+    try:
+        run_tasks([t for t in plan.tasks if t.key in status and not t.done()], launcher, folder / "jobs",
+                  desc=plan.name, on_change=record)
+    except KeyboardInterrupt:
+        for key, info in status.items():
+            if info["state"] in ("PENDING", "RUNNING"):
+                status[key] = {"state": "CANCELLED", "error": "interrupted"}
+        atomic_write_json(status_path, status)
+        raise
+
+
+def _finished(job: submitit.Job) -> bool:
+    try:
+        return job.done()
+    except Exception:  # the debug executor runs the job inside done() and re-raises its failure
+        return True
+
+
+def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
+              poll_seconds: float = 0.5,
+              on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
+    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time.
+
+    A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
+    a failure never stops the others. A task whose only waiting dependent has no other unfinished parent runs
+    with it in one job (`StageChain`); when such a job fails, the first of its tasks whose outputs are missing
+    failed. `on_change(task, None)` reports a start, `on_change(task, outcome)` an end (`seconds`: the job's
+    wall time, shared equally by a chain's tasks). Ctrl-C cancels the running jobs: what finished is kept, and
+    the same call again resumes.
+    """
+    executor = EXECUTORS.get(launcher.name)(Path(folder), launcher)
+    keys = {t.key for t in tasks}
+    children: dict[str, list[Task]] = {t.key: [] for t in tasks}
+    for task in tasks:
+        for parent in task.depends:
+            if parent in children:
+                children[parent].append(task)
+    outcomes: dict[str, JobOutcome] = {}
+    waiting = list(tasks)
+    running: list[tuple[list[Task], submitit.Job, float]] = []
+    bar = tqdm(total=len(tasks), desc=desc, unit="task")
+
+    def finish(task: Task, outcome: JobOutcome) -> None:
+        outcomes[task.key] = outcome
+        bar.update()
+        bar.set_postfix(failed=sum(not o.ok for o in outcomes.values()))
+        if on_change:
+            on_change(task, outcome)
+
+    def chain_from(task: Task) -> list[Task]:
+        chain = [task]
+        while len(children[chain[-1].key]) == 1 and chain[-1].outputs:
+            child = children[chain[-1].key][0]
+            others = [outcomes.get(d) for d in child.depends if d in keys and d != chain[-1].key]
+            if child not in waiting or not child.outputs or not all(o is not None and o.ok for o in others):
+                break
+            chain.append(child)
+        return chain
+
+    def collect_job(chain: list[Task], job: submitit.Job, started: float) -> None:
+        base = {"job_id": str(job.job_id), "log": str(job.paths.stderr),
+                "seconds": (time.monotonic() - started) / len(chain)}
+        try:
+            results = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
+        except Exception as error:  # a failed task must not lose the others
+            failed = False
+            for task in chain:
+                if failed:
+                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
+                elif len(chain) > 1 and task.done():
+                    finish(task, JobOutcome(task.job, **base))
+                else:
+                    failed = True
+                    finish(task, JobOutcome(task.job, error=first_error_line(error), **base))
+            return
+        for task, result in zip(chain, results):
+            finish(task, JobOutcome(task.job, result=result, **base))
+
+    try:
+        while waiting or running:
+            for task in list(waiting):
+                if task not in waiting:  # taken into a chain this round
+                    continue
+                parents = [outcomes.get(d) for d in task.depends if d in keys]
+                if any(p is not None and not p.ok for p in parents):
+                    waiting.remove(task)
+                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
+                elif None not in parents and len(running) < launcher.max_parallel:
+                    chain = chain_from(task)
+                    for member in chain:
+                        waiting.remove(member)
+                    job = executor.submit(StageChain([(t.fn, t.job) for t in chain]))
+                    running.append((chain, job, time.monotonic()))
+                    for member in chain:
+                        if on_change:
+                            on_change(member, None)
+            for entry in [entry for entry in running if _finished(entry[1])]:
+                running.remove(entry)
+                collect_job(*entry)
+            if running:
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        for _, job, _ in running:
+            job.cancel(check=False)
+        raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume")
+    finally:
+        bar.close()
+    return outcomes
+
+
+def load_plan(folder: Path) -> Plan:
+    with open(folder / PLAN_FILE, "rb") as handle:
+        return pickle.load(handle)
+
+
+def _error_line(folder: Path, job_id: str, executor: str, local: dict[str, Any], key: str) -> str:
+    if executor != "slurm":
+        return local.get(key, {}).get("error") or ""
+    log = JobPaths(folder / "jobs", job_id=job_id, task_id=0).stderr
+    if not log.exists():
+        return ""
+    return error_line(log.read_text(errors="replace")[-20000:])
+
+
+def status(folder: Path) -> pd.DataFrame:
+    """One row per point: state (done / running / pending / failed / cancelled / not launched), error, requeues."""
+    plan, state = load_plan(folder), load_state(folder)
+    executor = state.get("executor", "local")
+    latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
+    scheduler = job_states(plan, latest, executor)
+    local_path = folder / LOCAL_STATUS_FILE
+    local = json.loads(local_path.read_text()) if local_path.exists() else {}
+    rows = []
+    for point in plan.points:
+        chain = plan.ancestors(point["task"])
+        values = {k: v for k, v in point.items() if k != "task"}
+        requeues = sum(max(0, RunDir(Path(p).parent).attempts() - 1) for t in chain[:2] for p in t.outputs
+                       if p.endswith("result.json"))
+        row = {**values, "state": "done", "error": "", "requeues": requeues, "job_id": latest.get(point["task"], "")}
+        if not chain[0].done():
+            row["state"] = "not launched"
+            for task in reversed(chain):  # the furthest-upstream problem explains the point
+                if task.done() or task.key not in latest:
+                    continue
+                job_state = scheduler.get(task.key, "UNKNOWN")
+                if job_state in FAILED_STATES or job_state in ("CANCELLED", "LOST") or (
+                        job_state == "COMPLETED" and not task.done()):
+                    row["state"] = "cancelled" if job_state == "CANCELLED" else "failed"
+                    row["error"] = f"{task.stage}: " + (_error_line(folder, latest[task.key], executor, local, task.key)
+                                                        or job_state)
+                    break
+                row["state"] = "running" if job_state == "RUNNING" and task is chain[0] else "pending"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
+    """The tidy results table of every finished point, with the swept values as columns."""
+    plan = load_plan(folder)
+    finished = [p for p in plan.points if plan.task(p["task"]).done()]
+    results = [json.loads(Path(plan.task(p["task"]).outputs[0]).read_text()) for p in finished]
+    swept = [{k: v for k, v in p.items() if k not in ("task", "n", "s", "seed", "model", "data")} for p in finished]
+    table = results_table(results, experiment, swept)
+    if out.suffix == ".parquet":
+        try:
+            table.to_parquet(out)
+        except ImportError as error:
+            raise ValueError(f"writing {out.name} needs pyarrow ({error}); collect to a .csv instead") from None
+    else:
+        write_table(table, out)
+    return table
+
+
+def stage_seconds(plan: Plan) -> dict[str, float]:
+    """Job seconds per stage, summed over the tasks the latest local runner ran (local and debug executors);
+    a stage it did not run is absent."""
+    path = plan.folder / LOCAL_STATUS_FILE
+    runner = json.loads(path.read_text()) if path.exists() else {}
+    seconds: dict[str, float] = {}
+    for key, info in runner.items():
+        if key in plan.by_key and "seconds" in info:
+            stage = plan.task(key).stage
+            seconds[stage] = seconds.get(stage, 0.0) + info["seconds"]
+    return seconds
+
+
+def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
+    """Block until no point of a launched plan is pending or running (a bar counts the finished points);
+    returns the final status."""
+    table = status(plan.folder)
+    if not table.state.isin(["pending", "running"]).any():
+        return table
+    with tqdm(total=len(table), desc=f"{plan.name} points", unit="point") as bar:
+        while table.state.isin(["pending", "running"]).any():
+            time.sleep(poll_seconds)
+            table = status(plan.folder)
+            bar.update(int((~table.state.isin(["pending", "running"])).sum()) - bar.n)
+            bar.set_postfix(failed=int(table.state.isin(["failed", "cancelled"]).sum()))
+    return table
+
+
+def stop_local_runner(folder: Path, timeout_s: float = 60.0) -> None:
+    """Interrupt the detached local runner (it cancels its running jobs and marks its tasks cancelled)."""
+    pid_file = folder / LOCAL_PID_FILE
+    if not pid_file.exists() or not _local_runner_alive(folder):
+        return
+    os.kill(int(pid_file.read_text()), signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    while _local_runner_alive(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def execute(plan: Plan, launcher: LauncherConfig, poll_seconds: float = 2.0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Launch (or resume) a plan and wait for it: (launch summary, final status). Ctrl-C stops the local runner
+    this call started (Slurm jobs stay queued; the same call again waits for them) and keeps what finished."""
+    launched = launch(plan, launcher)
+    try:
+        return launched, wait_for(plan, poll_seconds)
+    except KeyboardInterrupt:
+        if launcher.name == "local" and launched["submitted"]:
+            stop_local_runner(plan.folder)
+        raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume") \
+            from None
+
+
+def unfinished_error(final: pd.DataFrame) -> RuntimeError | None:
+    """The error naming every point of a final status that did not finish (None when all did)."""
+    failed = final[final.state != "done"]
+    if not len(failed):
+        return None
+    return RuntimeError(f"{len(failed)} of {len(final)} points did not finish (finished ones are kept):\n"
+                        + failed.to_string(index=False))
+
+
+def run_to_completion(
+    plan: Plan, launcher: LauncherConfig, experiment: str, results: Path
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Launch (or resume) a plan, wait for it and collect its tidy table into `results`.
+
+    Returns (launch summary, table). Points that did not finish are an error listing them; finished ones are kept.
+    """
+    launched, final = execute(plan, launcher)
+    table = collect(plan.folder, experiment, results)
+    error = unfinished_error(final)
+    if error:
+        raise error
+    return launched, table
+
+
+if __name__ == "__main__":  # the detached local runner: python -m lab.run.sweep SWEEP_DIR LAUNCHER_JSON
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # stop_local_runner's signal, even if inherited ignored
+    from lab.run.sweep import run_plan_locally as runner  # the importable module's: jobs pickle lab.run.sweep.StageCall
+
+    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])))
