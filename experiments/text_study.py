@@ -26,9 +26,10 @@ from lab.models.plamo import PlamoConfigError, get_plamo_config
 from lab.core.rundir import atomic_write_json, atomic_write_text
 from lab.run.sweep import Plan, Task
 from lab.stages.text import (
-    PlamoSpec, TextFinetuneConfig, TextFinetuneJob, TextPretrainConfig, TextPretrainJob, TextRenderJob, TokenizerJob,
-    run_text_finetune, run_text_pretrain, run_text_render, run_tokenizer,
+    PlamoSpec, TextFinetuneConfig, TextFinetuneJob, TextPretrainConfig, TextPretrainJob, run_text_finetune,
+    run_text_pretrain,
 )
+from experiments.text_corpus import TextRenderJob, TokenizerJob, run_text_render, run_tokenizer
 
 METRIC = "bits_per_char"
 MAX_TOKENS_PER_CHAR = 3  # byte fallback: a character outside the vocabulary costs at most its UTF-8 bytes

@@ -75,7 +75,6 @@ PICKLED_NAMES = {
 OPEN_VIOLATIONS = {
     ("lab.models.plamo.long_context", "lab.lm_train"),  # the passkey study's training moves to experiments/
     ("lab.models.plamo.long_context", "lab.train"),
-    ("lab.stages.text", "synth_render.text"),  # the text render moves to experiments (corpus passed in)
 }
 
 

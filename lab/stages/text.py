@@ -1,10 +1,11 @@
-"""Language-model stages: tokenizer, synthetic text render, pre-train on n tokens, fine-tune on s real tokens + eval.
+"""Language-model stages: pre-train on n synthetic tokens, fine-tune on s real tokens + eval.
 
 Each stage is a plain function `run_*(job) -> result`, idempotent and resumable like the image stages in
 `lab.stages.image`: its run directory is keyed by the hash of its config and its parents' hashes, result.json is
 written last, and a stage calls its parents first (a finished parent returns its stored result at once), so a
 fine-tune job alone, in-process or on Slurm, runs whatever of its chain is missing. The tokenizer is trained
-once on synthetic and real training text (never the held-out text) and saved next to every model.
+once on synthetic and real training text (never the held-out text) and saved next to every model; it and the
+synthetic render are the study's parent stages (experiments.text_corpus), passed in as jobs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from lab.data.text import RealTextConfig, Tokenizer, TokenizerConfig, text_split
+from lab.data.text import RealTextConfig, Tokenizer, text_split
+from lab.data.text_shards import TextDataset
 from lab.core.distributed import DistributedContext
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, train_lm
 from lab.models.plamo import PlamoForCausalLM, create_plamo, load_pretrained, save_pretrained
@@ -26,6 +28,18 @@ from lab.core.provenance import provenance
 from lab.stages.skeleton import run_stage, set_threads
 
 MODEL_DIR = "model"  # config.json + model.safetensors + tokenizer.model + tokenizer_config.json
+
+
+class CorpusJob(Protocol):
+    """A parent stage that makes text (the tokenizer, the synthetic render): its run directory and its result.
+
+    The generators live in synth_render, which the stages do not import: the study passes the jobs in
+    (experiments.text_corpus), and a stage runs its parents through them (a finished one returns its result).
+    """
+
+    def run_dir(self) -> RunDir: ...
+
+    def run(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -85,50 +99,12 @@ class TextFinetuneConfig:
 
 
 @dataclass
-class TokenizerJob:
-    """A sentencepiece model trained on the first `synthetic_docs` generated documents + `real_docs` real ones."""
-
-    root: str
-    experiment: str
-    generator: dict[str, Any]
-    data: RealTextConfig
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    synthetic_docs: int = 2000
-    real_docs: int = 5000
-
-    def identity(self) -> dict[str, Any]:
-        return {"generator": self.generator, "data": self.data, "tokenizer": self.tokenizer,
-                "synthetic_docs": self.synthetic_docs, "real_docs": self.real_docs}
-
-    def run_dir(self) -> RunDir:
-        return RunDir.for_config(self.root, self.experiment, "tokenizer", self.identity())
-
-
-@dataclass
-class TextRenderJob:
-    """Synthetic documents of one generator until they hold `tokens` tokens (counted by the tokenizer)."""
-
-    tokenizer: TokenizerJob
-    generator: dict[str, Any]
-    tokens: int
-    max_docs: int = 1_000_000
-    workers: int = 1
-
-    def identity(self) -> dict[str, Any]:
-        return {"generator": self.generator, "tokenizer": self.tokenizer.run_dir().hash, "tokens": self.tokens,
-                "max_docs": self.max_docs}
-
-    def run_dir(self) -> RunDir:
-        return RunDir.for_config(self.tokenizer.root, self.tokenizer.experiment, "render", self.identity())
-
-
-@dataclass
 class TextPretrainJob:
     """Pre-train a fresh PLaMo on exactly the first n tokens of the render (packed, EOS between documents)."""
 
     root: str
     experiment: str
-    render: TextRenderJob
+    render: CorpusJob  # experiments.text_corpus.TextRenderJob: the synthetic text, rendered by its own stage
     n: int
     seed: int
     model: PlamoSpec = field(default_factory=PlamoSpec)
@@ -154,7 +130,7 @@ class TextFinetuneJob:
     data: RealTextConfig
     s: int
     seed: int
-    tokenizer: TokenizerJob
+    tokenizer: CorpusJob  # experiments.text_corpus.TokenizerJob
     model: PlamoSpec = field(default_factory=PlamoSpec)
     train: TextFinetuneConfig = field(default_factory=TextFinetuneConfig)
     pretrain: TextPretrainJob | None = None
@@ -176,55 +152,11 @@ class TextFinetuneJob:
         return RunDir.for_config(self.root, self.experiment, "finetune", self.identity())
 
 
-def run_tokenizer(job: TokenizerJob) -> dict[str, Any]:
-    """Train (or return the stored) tokenizer; the held-out real text never reaches it."""
-    from synth_render.text import create_text_generator
-
-    run = job.run_dir()
-
-    def work(context: DistributedContext) -> dict[str, Any]:
-        started = time.perf_counter()
-        run.write_config(job.identity())
-        generator = create_text_generator(job.generator)
-        synthetic = [generator.document(i) for i in range(job.synthetic_docs)]
-        real = text_split(job.data).train[: job.real_docs]
-        tokenizer = Tokenizer.train(synthetic + real, job.tokenizer)
-        path = tokenizer.save(run.path / "tokenizer")
-        return {"run_hash": run.hash, "path": str(path), "sha256": tokenizer.fingerprint,
-                "vocab_size": tokenizer.vocab_size, "synthetic_docs": len(synthetic), "real_docs": len(real),
-                "wall_seconds": time.perf_counter() - started, **provenance()}
-
-    return run_stage(run, work)
-
-
-def run_text_render(job: TextRenderJob) -> dict[str, Any]:
-    """Render whole shards until the documents hold `tokens` tokens (a larger render of the same config
-    starts with the same documents, so every n reads a nested prefix)."""
-    from synth_render.text import render_until
-
-    parent = run_tokenizer(job.tokenizer)
-    run = job.run_dir()
-
-    def work(context: DistributedContext) -> dict[str, Any]:
-        started = time.perf_counter()
-        run.write_config(job.identity())
-        tokenizer = Tokenizer.load(parent["path"])
-        dataset = render_until(job.generator, run.path / "text", tokens=job.tokens, tokenizer=tokenizer,
-                               workers=job.workers, max_docs=job.max_docs)
-        return {"run_hash": run.hash, "path": str(run.path / "text"), "dataset_hash": dataset.content_hash,
-                "documents": dataset.count, "tokens": dataset.stats["total_n_tokens"],
-                "wall_seconds": time.perf_counter() - started, **provenance()}
-
-    return run_stage(run, work)
-
-
 def run_text_pretrain(job: TextPretrainJob, progress: bool = False) -> dict[str, Any]:
     """Pre-train on n synthetic tokens; the model and its tokenizer are saved in the Hugging Face layout."""
-    from synth_render.text import TextDataset
-
     set_threads(job.threads)
-    render = run_text_render(job.render)
-    tokenizer_result = run_tokenizer(job.render.tokenizer)
+    render = job.render.run()
+    tokenizer_result = job.render.tokenizer.run()
     run = job.run_dir()
 
     def work(context: DistributedContext) -> dict[str, Any]:
@@ -265,7 +197,7 @@ def run_text_finetune(job: TextFinetuneJob) -> dict[str, Any]:
     """Run one study point; safe to call again (a finished point returns its stored result)."""
     set_threads(job.threads)
     parent = run_text_pretrain(job.pretrain) if job.pretrain is not None else None
-    tokenizer_result = run_tokenizer(job.tokenizer)
+    tokenizer_result = job.tokenizer.run()
     run = job.run_dir()
 
     def work(context: DistributedContext) -> dict[str, Any]:

@@ -12,15 +12,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from lab.data.shards import ShardedDataset, write_sharded
+from lab.data.text_shards import STATS, TextDataset
 from lab.core.rundir import atomic_write_json, config_hash, to_plain
 from synth_render.text.registry import create_text_generator
 
-STATS = "text_stats.json"
 GENERATOR_STAMP = "text_generator.json"
 
 
@@ -99,57 +99,3 @@ def render_until(config: Any, out_dir: Path | str, *, tokens: int | None = None,
             raise ValueError(f"{max_docs} documents hold only {total} {key[2:]} of the {budget} asked for")
         estimate = math.ceil(budget / (total / count) * 1.02)  # 2% margin: one more round is rarely needed
         count = min(max_docs, max(count + shard_size, math.ceil(estimate / shard_size) * shard_size))
-
-
-@dataclass(frozen=True)
-class TextDataset:
-    """Read access to rendered text; every shard read is verified against the manifest."""
-
-    shards: ShardedDataset
-    stats: dict[str, Any]
-
-    @classmethod
-    def open(cls, path: Path | str) -> "TextDataset":
-        shards = ShardedDataset.open(path)
-        stats_path = Path(path) / STATS
-        stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-        if stats.get("content_hash") != shards.content_hash:
-            raise ValueError(f"{stats_path} does not describe the shards in {path} (re-run the render)")
-        return cls(shards, stats)
-
-    @property
-    def count(self) -> int:
-        return self.shards.count
-
-    @property
-    def content_hash(self) -> str:
-        return self.shards.content_hash
-
-    def documents(self, n: int | None = None) -> Iterator[str]:
-        """The first `n` documents (all by default), one shard in memory at a time."""
-        for arrays in self.shards.iter_shards(n):
-            yield from (str(text) for text in arrays["text"])
-
-    def subset(self, n: int) -> list[str]:
-        """The first n documents: nested in every larger subset of this render."""
-        return list(self.documents(n))
-
-    def count_keys(self) -> list[str]:
-        keys = next(self.shards.iter_shards(1)).keys()
-        return [key for key in ("n_chars", "n_tokens") if key in keys]
-
-    def counts(self, key: str = "n_tokens") -> np.ndarray:
-        """Per-document counts (`n_chars`, or `n_tokens` when rendered with a tokenizer)."""
-        if key not in self.count_keys():
-            raise KeyError(f"{key} was not recorded in {self.shards.path}; valid: {', '.join(self.count_keys())}")
-        return np.concatenate([arrays[key] for arrays in self.shards.iter_shards()]).astype(np.int64)
-
-    def docs_for(self, *, tokens: int | None = None, chars: int | None = None) -> int:
-        """The smallest n whose first n documents hold at least `tokens` tokens (or `chars` characters)."""
-        if (tokens is None) == (chars is None):
-            raise ValueError("give exactly one of tokens= or chars=")
-        key, budget = ("n_tokens", tokens) if tokens is not None else ("n_chars", chars)
-        cumulative = np.cumsum(self.counts(key))
-        if budget > cumulative[-1]:
-            raise ValueError(f"{self.shards.path} holds {cumulative[-1]} {key[2:]}, fewer than {budget}")
-        return int(np.searchsorted(cumulative, budget) + 1)
