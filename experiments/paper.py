@@ -50,7 +50,8 @@ FINDINGS_ORDER = ["figure1", "model_size", "complexity", "s_sweep", "extrapolati
 
 def collect(root: Path, results: Path) -> dict[str, str]:
     """Copy each paper study's finished points into results/<study>.csv; a study without a sweep is reported,
-    and an existing table is only replaced by one with at least as many rows (a partial re-run loses nothing)."""
+    and an existing table is only replaced by one with at least as many rows (a partial re-run loses nothing),
+    unless the existing one is of the earlier protocol (a fair-test table always replaces it)."""
     import pandas as pd
 
     from lab.run import sweep
@@ -69,7 +70,7 @@ def collect(root: Path, results: Path) -> dict[str, str]:
             staged.unlink()
             outcome[name] = "no finished points yet"
             continue
-        if target.exists() and len(pd.read_csv(target)) > len(table):
+        if target.exists() and len(pd.read_csv(target)) > len(table) and fair_protocol(target):
             staged.unlink()
             outcome[name] = f"kept {target}: it has more rows than the {len(table)} finished now"
             continue
