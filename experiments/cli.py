@@ -248,10 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a small PLaMo on a passkey task at a short context (sliding-window attention), score "
                     "retrieval at a long context with the passkey beyond the window, switch the SWA layers to full "
                     "attention (full_attention_idx) and continue training at the long context, score again.")
-    from lab.models.plamo.long_context import add_long_context_arguments
+    from experiments.passkey_study import add_long_context_arguments
 
     add_long_context_arguments(long_context)
-    long_context.set_defaults(handler=delegate("lab.models.plamo.long_context", "run_long_context_cli"))
+    long_context.set_defaults(handler=delegate("experiments.passkey_study", "run_long_context_cli"))
 
     from analysis.cli import add_fit_arguments
 

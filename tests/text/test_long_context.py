@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from experiments.cli import main
-from lab.models.plamo import create_plamo
-from lab.models.plamo.long_context import (
-    FIRST_DIGIT, MARKER, LongContextConfig, PasskeyTask, attention_layers, run_long_context, switch_to_full_attention,
+from experiments.passkey_study import (
+    FIRST_DIGIT, MARKER, LongContextConfig, PasskeyTask, run_long_context, train_passkey,
 )
+from lab.models.plamo import create_plamo
+from lab.models.plamo.long_context import attention_layers, switch_to_full_attention
+from lab.train.engine import NonFiniteLossError
+from lab.train.lm import LMTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,3 +69,12 @@ def test_retrieval_beyond_the_window_rises_after_the_switch_and_continued_traini
     assert result["before"]["exact"] <= 0.7
     assert result["after"]["exact"] >= 0.9 and result["after"]["exact"] >= result["before"]["exact"] + 0.25
     assert "switched to full attention" in capsys.readouterr().out
+
+
+def test_passkey_training_is_the_one_loop_and_stops_on_a_non_finite_loss():
+    model = swa_model()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.fill_(float("nan"))
+    recipe = LMTrainConfig(steps=2, batch_size=2, seq_len=16)
+    with pytest.raises(NonFiniteLossError, match="passkey training: loss is nan at step 0"):
+        train_passkey(model, PasskeyTask(digits=3, filler_vocab=10), 16, recipe, seed=0, device=torch.device("cpu"))
