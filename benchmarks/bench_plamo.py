@@ -5,10 +5,11 @@
     python benchmarks/bench_plamo.py --device cuda --compile    # torch.compile the training step
     python benchmarks/bench_plamo.py --device cuda --compile --eager-scan --set mamba_chunk_size=128
 
-Training rows time forward + backward + AdamW on random tokens, once as whole rows and once packed as four
-documents per row (document masks: attention leaves SDPA's causal fast path). Generation is greedy with the
-cache (prompt prefill included). MFU uses the model's own FLOPs per token and a peak measured here (a large
-bf16 matmul on a GPU, float32 on the CPU) unless --peak-tflops gives one. Prints a table and writes
+Training rows time steps of the lab's one training loop (`lab.train.engine.run_steps`: forward, loss check,
+backward, clipping, AdamW) on random tokens, once as whole rows and once packed as four documents per row
+(document masks: attention leaves SDPA's causal fast path). Generation is greedy with the cache (prompt prefill
+included). MFU uses the model's own FLOPs per token and a peak measured here (a large bf16 matmul on a GPU,
+float32 on the CPU) unless --peak-tflops gives one. Prints a table and writes
 benchmarks/results/plamo_<hardware>_py<version>_torch<version>.csv.
 """
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from lab.models.plamo import PlamoForCausalLM, create_plamo  # noqa: E402
 from lab.models.plamo.flops import measure_peak_flops  # noqa: E402
 from lab.models.plamo.generate import generate  # noqa: E402
+from lab.train.engine import Hooks, run_steps  # noqa: E402
 from machine import RESULTS, cpu_name, slug  # noqa: E402
 
 DEFAULTS = {
@@ -69,26 +71,31 @@ def packed_documents(batch: int, seq_len: int, device: torch.device, per_row: in
 def time_training(
     model: PlamoForCausalLM, step_model, args: argparse.Namespace, device: torch.device, packed: bool
 ) -> float:
-    """Median seconds per optimizer step."""
-    optimizer = torch.optim.AdamW(model.optimizer_param_groups(0.1), lr=1e-4, fused=device.type == "cuda")
+    """Median seconds per optimizer step of the lab's one loop (`lab.train.engine.run_steps`, as `lab.train.lm`
+    calls it: AdamW betas (0.9, 0.95), clipping at 1, the loss checked every step), each step from the end of the
+    one before to its own end, synchronized."""
+    optimizer = torch.optim.AdamW(model.optimizer_param_groups(0.1), lr=1e-4, betas=(0.9, 0.95),
+                                  fused=device.type == "cuda")
     generator = torch.Generator(device=device).manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len + 1), device=device,
                         generator=generator)  # fmt: skip
     documents = packed_documents(args.batch_size, args.seq_len, device) if packed else None
-    model.train()
-    durations = []
-    for step in range(args.warmup + args.steps):
+    steps = args.warmup + args.steps
+    ends = []
+
+    def step_loss(step: int) -> torch.Tensor:
+        return step_model(ids[:, :-1], ids[:, 1:], document_ids=documents).loss
+
+    def after_step(step: int, lr: float, loss: float | None) -> None:
         synchronize(device)
-        start = time.perf_counter()
-        with autocast(device):
-            loss = step_model(ids[:, :-1], ids[:, 1:], document_ids=documents).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        synchronize(device)
-        if step >= args.warmup:
-            durations.append(time.perf_counter() - start)
-    return statistics.median(durations)
+        ends.append(time.perf_counter())
+
+    synchronize(device)
+    ends.append(time.perf_counter())
+    run_steps(model, optimizer, step_loss, steps=steps, lr_at=lambda step: 1e-4, desc="bench", log_every=steps,
+              grad_clip=1.0, autocast=lambda: autocast(device),  # clipping: LMTrainConfig's default
+              hooks=Hooks(after_step=after_step))
+    return statistics.median(b - a for a, b in zip(ends[args.warmup : -1], ends[args.warmup + 1 :]))
 
 
 def time_generation(model: PlamoForCausalLM, args: argparse.Namespace, device: torch.device) -> float:

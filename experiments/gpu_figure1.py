@@ -16,8 +16,8 @@ Scene i depends only on (renderer.seed, i): the CPU workers sample and `prepare`
 renders them (`TorchSceneRenderer.render_prepared`) and applies the writer's per-sample processing on the device
 for a whole batch (`grey_and_multilabel`). The training pieces equal `lab.train`'s (batch order, warm-up + cosine,
 normalisation, augmentation; tests/test_gpu_figure1.py checks them against it) but keep every tensor on the
-device. This module imports neither `lab.train` nor `lab.stages.image`: they pull in omegaconf and submitit, which the
-GPU machine does not have.
+device; the steps are taken by the lab's one loop (`lab.train.engine.run_steps`). This module does not import
+`lab.stages.image`: it pulls in omegaconf and submitit, which the GPU machine does not have.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from lab.tasks.pretrain import (LUMA, PRETRAIN_TASKS, HeadConfig, PretrainTask, 
 from lab.core.results import results_table, write_table
 from lab.core.provenance import git_commit
 from lab.train import augment_batch
+from lab.train.engine import run_steps
 from lab.core.rundir import atomic_write_text, config_hash
 from synth_render.scene3d.renderers import create_scene_renderer
 from synth_render.scene3d.sampler import SceneSamplerConfig, sample_scene, scene_sampler
@@ -215,7 +216,7 @@ def render_scenes(renderer: Scene3DRendererConfig, count: int, device: str | tor
     return SceneArrays(images, targets)
 
 
-# --- the device training loop (lab.train's rules, tensors on the device) ----------------------------------------
+# --- device training on the one loop (lab.train's rules, tensors on the device) ---------------------------------
 
 def lr_at(step: int, recipe: TrainRecipe, lr: float) -> float:
     """Linear warm-up, then cosine decay to 0 (lab.train.lr_at)."""
@@ -268,31 +269,21 @@ def _sync(device: torch.device) -> float:
 
 def train_steps(modules: torch.nn.Module, loss_of_batch: Callable[[torch.Tensor, int], torch.Tensor], n: int,
                 recipe: TrainRecipe, lr: float, seed: int, device: torch.device) -> dict[str, Any]:
-    """recipe.steps AdamW steps on batches of BatchOrder(n); `loss_of_batch(index, step)` computes the loss of
-    the samples `index` (a device LongTensor). The loss is checked for NaN every 100 steps (no sync per step)."""
+    """recipe.steps AdamW steps on batches of BatchOrder(n), on the one loop (`lab.train.engine.run_steps`): bf16
+    autocast on CUDA, fused AdamW there; `loss_of_batch(index, step)` computes the loss of the samples `index` (a
+    device LongTensor). The loss is checked for NaN every 100 steps (no sync per step); final_loss is the mean of
+    the last window of (up to) 100 steps."""
     optimizer = torch.optim.AdamW(modules.parameters(), lr=lr, weight_decay=recipe.weight_decay,
                                   fused=device.type == "cuda")
     order = BatchOrder(n, recipe.batch_size, seed)
-    modules.train()
-    started, running, logged, done = _sync(device), torch.zeros((), device=device), [], 0
-    for step in range(recipe.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, recipe, lr)
-        with _autocast(device):
-            loss = loss_of_batch(order(step).to(device, non_blocking=True), step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running += loss.detach().float()
-        done += 1
-        if done % 100 == 0 or done == recipe.steps:
-            mean = running.item() / (done - 100 * ((done - 1) // 100))
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"loss is {mean} before step {done} (lr {lr:g}); lower the learning rate")
-            logged.append(mean)
-            running.zero_()
+    started = _sync(device)
+    stats = run_steps(modules, optimizer, lambda step: loss_of_batch(order(step).to(device, non_blocking=True), step),
+                      steps=recipe.steps, lr_at=lambda step: lr_at(step, recipe, lr), desc="train",
+                      log_every=100, check_every=100, autocast=lambda: _autocast(device),
+                      hint="lower the learning rate")
     seconds = _sync(device) - started
-    return {"steps": done, "train_seconds": seconds, "final_loss": logged[-1] if logged else None,
+    done = stats["steps"] - stats["resumed_from_step"]
+    return {"steps": done, "train_seconds": seconds, "final_loss": stats["final_loss"],
             "images_per_second": done * order.batch_size / max(seconds, 1e-9)}
 
 

@@ -181,6 +181,28 @@ def test_the_device_loop_follows_lab_train(tmp_path):
     assert torch.equal(gf.flip(x, torch.Generator().manual_seed(9)), mirrored) and not torch.equal(mirrored, x)
 
 
+
+def test_the_device_loop_is_the_lab_loop_checking_the_loss_every_100_steps():
+    from lab.train.engine import NonFiniteLossError
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(300, 8, generator=generator), torch.randint(0, 3, (300,), generator=generator)
+    torch.manual_seed(0)
+    model, seen = torch.nn.Linear(8, 3), []
+
+    def loss_of_batch(index: torch.Tensor, step: int) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        seen.append((step, loss.item()))
+        return loss
+
+    stats = gf.train_steps(model, loss_of_batch, 300, gf.TrainRecipe(steps=250, batch_size=16), 1e-2, 3,
+                           torch.device("cpu"))
+    assert stats["steps"] == 250 and [step for step, _ in seen] == list(range(250))
+    assert stats["final_loss"] == pytest.approx(np.mean([loss for _, loss in seen[200:]]), rel=1e-5)  # last window
+    with pytest.raises(NonFiniteLossError, match="in the 100 steps before step 100"):
+        gf.train_steps(model, lambda index, step: model(x[index]).sum() * float("nan"), 300,
+                       gf.TrainRecipe(steps=150, batch_size=16), 1e-2, 0, torch.device("cpu"))
+
 def test_the_defaults_are_the_full_study_and_explicit_flags_beat_the_toy_preset(capsys):
     full = gf.parse_args(["--out", "x", "--device", "cpu"])
     assert max(full.n) >= 256_000 and 0 in full.n and full.s == [600, 6000] and full.seeds == [0, 1, 2]
