@@ -269,8 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
         "paper", help="the paper reproduction: collect the studies' results, make the figures, build the PDF",
         description="collect: paper/results/<study>.csv from the finished sweeps of experiments/conf/experiment/"
                     "paper_*.yaml under --root. figures: run notebooks/paper_*.ipynb on --results (figures, LaTeX "
-                    "tables, findings.md in --out). pdf: pdflatex paper/main.tex on what figures wrote.")
-    paper.add_argument("action", choices=["collect", "figures", "pdf"])
+                    "tables, findings.md in --out). pdf: pdflatex paper/main.tex on what figures wrote. restore: the "
+                    "finished run records that collect stored (--results/runs/) back under --root, so a relaunch "
+                    "on a fresh machine runs only the missing points.")
+    paper.add_argument("action", choices=["collect", "restore", "figures", "pdf"])
     paper.add_argument("--root", default="runs", help="collect: where the sweeps ran (their config's root)")
     paper.add_argument("--results", default="paper/results", help="the collected results tables")
     paper.add_argument("--out", default="paper/generated", help="figures/, tables/, findings/ for the paper")
@@ -287,6 +289,10 @@ def cmd_paper(args: argparse.Namespace) -> int:
         results.mkdir(parents=True, exist_ok=True)
         for study, line in paper.collect(Path(args.root), results).items():
             print(f"{study}: {line}")
+        return 0
+    if args.action == "restore":
+        for experiment, line in paper.restore_runs(results, Path(args.root)).items():
+            print(f"{experiment}: {line}")
         return 0
     if args.action == "pdf":
         try:

@@ -1,7 +1,10 @@
 """`lab paper collect|figures|build`: from finished sweeps to the paper's figures, tables and PDF.
 
     collect   the tidy results of each paper study (experiments/conf/experiment/paper_*.yaml) from <root>/<name>/
-              into paper/results/<study>.csv
+              into paper/results/<study>.csv, and the records of its finished run directories (result.json,
+              config.yaml, attempts.jsonl; no weights) into paper/results/runs/<name>.jsonl
+    restore   those records back into <root>/<name>/: a relaunch of the study on a fresh machine then counts
+              the stored points as done and runs only what is missing
     figures   execute one notebook per figure (notebooks/paper_*.ipynb) on those tables; they write
               paper/generated/{figures,tables,findings}/ and this command adds findings.md / findings.tex
     pdf       pdflatex paper/main.tex on what `figures` wrote (where a TeX engine is installed)
@@ -75,7 +78,70 @@ def collect(root: Path, results: Path) -> dict[str, str]:
             outcome[name] = f"kept {target}: it has more rows than the {len(table)} finished now"
             continue
         staged.replace(target)
-        outcome[name] = f"{len(table)} rows -> {target}"
+        archived = archive_runs(sweep.load_plan(folder), results / RUNS / f"{study.experiment}.jsonl")
+        outcome[name] = f"{len(table)} rows -> {target}; {archived} finished run records -> {RUNS}/"
+    return outcome
+
+
+RUNS = "runs"  # results/runs/<experiment>.jsonl: the finished tasks' records, one per line
+RECORD_FILES = ("result.json", "config.yaml", "attempts.jsonl")  # kept beside a run directory's result.json
+RECORD_SUFFIXES = (".json", ".yaml", ".jsonl")  # what a restore may write: records, never code or weights
+
+
+def archive_runs(plan: Any, path: Path) -> int:
+    """One JSON line per finished task whose dependents all finished too (a pre-training is archived only once
+    every fine-tune on it is): {"task": key, "files": {path under <root>/<name>: text}}, the task's outputs
+    (result.json, or a render's shard records) and the run directory's config and attempts. No weights, shards
+    or checkpoints: a restored task counts as done and is never needed again; one still needed is not archived."""
+    import json
+
+    from lab.core.rundir import atomic_write_text
+
+    base = Path(plan.root) / plan.name
+    children: dict[str, list[str]] = {task.key: [] for task in plan.tasks}
+    for task in plan.tasks:
+        for parent in task.depends:
+            children.setdefault(parent, []).append(task.key)
+    settled: dict[str, bool] = {}
+    for task in reversed(plan.tasks):  # a plan lists parents before children
+        settled[task.key] = task.done() and all(settled.get(child, False) for child in children[task.key])
+    lines = []
+    for task in plan.tasks:
+        if not settled[task.key]:
+            continue
+        files = [Path(output) for output in task.outputs]
+        files += [output.parent / name for output in files if output.name == "result.json" for name in RECORD_FILES
+                  if name != "result.json" and (output.parent / name).is_file()]
+        record = {"task": task.key, "files": {f.relative_to(base).as_posix(): f.read_text(encoding="utf-8")
+                                              for f in files}}
+        lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "".join(line + "\n" for line in sorted(lines)))
+    return len(lines)
+
+
+def restore_runs(results: Path, root: Path) -> dict[str, str]:
+    """Write each archived record back under <root>/<experiment>/ (an existing file is never replaced)."""
+    import json
+
+    from lab.core.rundir import atomic_write_text
+
+    outcome = {}
+    for archive in sorted((results / RUNS).glob("*.jsonl")):
+        written = 0
+        for number, line in enumerate(archive.read_text(encoding="utf-8").splitlines(), 1):
+            for name, text in json.loads(line)["files"].items():
+                relative = Path(name)
+                if (relative.is_absolute() or ".." in relative.parts or relative.parts[0] == "sweep"
+                        or relative.suffix not in RECORD_SUFFIXES):
+                    raise ValueError(f"{archive}:{number}: {name!r} is not a run record (a relative path outside "
+                                     f"sweep/ ending in {', '.join(RECORD_SUFFIXES)})")
+                target = root / archive.stem / relative
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(target, text)
+                    written += 1
+        outcome[archive.stem] = f"{written} files restored under {root / archive.stem}"
     return outcome
 
 

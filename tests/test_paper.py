@@ -75,6 +75,50 @@ def test_collect_takes_finished_points_and_never_shrinks_a_table(tmp_path, capsy
     assert not list(results.glob(".*"))  # no staging file left behind
 
 
+def test_restored_run_records_make_a_fresh_machine_run_only_what_is_missing(tmp_path, capsys):
+    root, results = tmp_path / "runs", tmp_path / "results"
+    launch = ["sweep", "launch", "+experiment=sweep_toy", "name=paper_model_size", "launcher=debug",
+              "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4"]
+    assert main([*launch, f"root={root}"]) == 0
+    assert main(["paper", "collect", "--root", str(root), "--results", str(results)]) == 0
+    archive = results / "runs" / "paper_model_size.jsonl"
+    records = archive.read_text().splitlines()
+    assert len(records) >= 4 and not any('"model.pt"' in line for line in records)  # no weights
+    before = pd.read_csv(results / "model_size.csv")
+    fresh = tmp_path / "fresh"
+    capsys.readouterr()
+    assert main(["paper", "restore", "--root", str(fresh), "--results", str(results)]) == 0
+    assert "files restored" in capsys.readouterr().out
+    assert not list(fresh.rglob("*.pt"))
+    assert main([*launch, f"root={fresh}"]) == 0
+    assert "submitted 0" in capsys.readouterr().out  # every point, pre-training and render counts as done
+    assert main(["paper", "collect", "--root", str(fresh), "--results", str(tmp_path / "again")]) == 0
+    after = pd.read_csv(tmp_path / "again" / "model_size.csv")
+    assert after.drop(columns="run_hash").equals(before.drop(columns="run_hash")) or after.equals(before)
+    # a crafted archive cannot write outside the study's folder (nor a plan, nor code)
+    archive.write_text(archive.read_text().replace('{"finetune/', '{"../finetune/', 1))
+    with pytest.raises(ValueError, match="not a run record"):
+        paper.restore_runs(results, tmp_path / "third")
+
+
+def test_a_task_still_needed_by_an_unfinished_point_is_not_archived(tmp_path):
+    from types import SimpleNamespace
+
+    def task(key, depends=(), done=True):
+        output = tmp_path / "study" / key / "result.json"
+        if done:
+            output.parent.mkdir(parents=True)
+            output.write_text("{}")
+        return SimpleNamespace(key=key, depends=list(depends), outputs=[str(output)], done=output.exists)
+
+    plan = SimpleNamespace(root=str(tmp_path), name="study", tasks=[
+        task("render"), task("pretrain", ["render"]), task("ft1", ["pretrain"]), task("ft2", ["pretrain"], False),
+        task("scratch")])
+    assert paper.archive_runs(plan, tmp_path / "out.jsonl") == 2  # ft1 and scratch; pretrain still serves ft2
+    assert {'"ft1"', '"scratch"'} == {line.split('"task": ')[1].rstrip("}") for line in
+                                      (tmp_path / "out.jsonl").read_text().splitlines()}
+
+
 def test_paper_commands_fail_clearly(tmp_path, monkeypatch, capsys):
     assert main(["paper", "figures", "--results", str(tmp_path / "nothing")]) == 2
     assert "lab paper collect" in capsys.readouterr().err
