@@ -126,7 +126,26 @@ def delegate(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Deferred:
+    """Subcommand arguments defined in modules that are slow to import (torch, timm, scipy): each is added only
+    when its subcommand is the one invoked, so `lab --help` and every other command start without them."""
+
+    def __init__(self) -> None:
+        self.adders: list[tuple[tuple[str, ...], Callable[[], None]]] = []
+
+    def add(self, path: tuple[str, ...], parser: argparse.ArgumentParser, module: str, function: str) -> None:
+        self.adders.append((path, lambda: getattr(importlib.import_module(module), function)(parser)))
+
+    def load_for(self, argv: Sequence[str]) -> None:
+        words = [a for a in argv if not a.startswith("-")]
+        for path, adder in self.adders:
+            if tuple(words[: len(path)]) == path:
+                adder()
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `lab` parser; only the invoked subcommand's slow-to-import arguments are loaded (all when argv is None)."""
+    deferred = Deferred()
     parser = argparse.ArgumentParser(
         prog="lab",
         description="Synthetic-to-real transfer and scaling laws: render synthetic data, pre-train and fine-tune, "
@@ -196,9 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="parameter count (total and per block type) and layer pattern of a PLaMo config",
         description="Parameter count and layer pattern of a built-in PLaMo config (e.g. plamo-2-1b, plamo-2-tiny) "
                     "or a config.json, computed on the meta device (no weights are allocated).")
-    from lab.models.plamo.info import add_model_info_arguments
-
-    add_model_info_arguments(info)
+    deferred.add(("model", "info"), info, "lab.models.plamo.info", "add_model_info_arguments")
     info.set_defaults(handler=delegate("lab.models.plamo.info", "run_model_info"))
 
     evaluate = commands.add_parser("eval", help="evaluate generated text (pfgen-bench metrics)",
@@ -209,18 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fluency, truthfulness, helpfulness and the combined pfgen-bench score of answers in the "
                     "upstream result layout (trials.jsonl[.xz]), against a pfgen-bench data folder (Qxx.json). "
                     "Reference n-gram tables are cached on disk after the first run.")
-    from lab.eval.pfgen.cli import add_pfgen_score_arguments
-
-    add_pfgen_score_arguments(score)
+    deferred.add(("eval", "pfgen-score"), score, "lab.eval.pfgen.cli", "add_pfgen_score_arguments")
     score.set_defaults(handler=delegate("lab.eval.pfgen.cli", "run_pfgen_score"))
     generate = eval_commands.add_parser(
         "pfgen", help="generate answers with a lab PLaMo model (pfgen-bench protocol) and score them",
         description="20-shot prompts from the other questions (sha1 order per seed and trial), sampling with "
                     "per-trial seeds in completion, qa or chat mode; writes config.json + trials.jsonl.xz in the "
                     "upstream layout, then scores them.")
-    from lab.eval.pfgen.harness import add_pfgen_arguments
-
-    add_pfgen_arguments(generate)
+    deferred.add(("eval", "pfgen"), generate, "lab.eval.pfgen.harness", "add_pfgen_arguments")
     generate.set_defaults(handler=delegate("lab.eval.pfgen.harness", "run_pfgen_cli"))
     build_set = eval_commands.add_parser(
         "pfgen-build-set", help="build a pfgen-style question set from the synthetic text generators",
@@ -228,9 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "keyword rules and deterministic reference answers, written as Qxx.json + questions.jsonl so "
                     "pfgen-score and pfgen run on it unchanged. Example: lab eval pfgen-build-set --generator "
                     "world_facts,arithmetic --questions 50 --seed 0 --out data/pfgen-lab")
-    from lab.eval.pfgen.lab_sets import add_build_set_arguments
-
-    add_build_set_arguments(build_set)
+    deferred.add(("eval", "pfgen-build-set"), build_set, "lab.eval.pfgen.lab_sets", "add_build_set_arguments")
     build_set.set_defaults(handler=delegate("lab.eval.pfgen.lab_sets", "run_build_set"))
 
     text_study = commands.add_parser(
@@ -248,18 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a small PLaMo on a passkey task at a short context (sliding-window attention), score "
                     "retrieval at a long context with the passkey beyond the window, switch the SWA layers to full "
                     "attention (full_attention_idx) and continue training at the long context, score again.")
-    from experiments.passkey_study import add_long_context_arguments
-
-    add_long_context_arguments(long_context)
+    deferred.add(("long-context",), long_context, "experiments.passkey_study", "add_long_context_arguments")
     long_context.set_defaults(handler=delegate("experiments.passkey_study", "run_long_context_cli"))
-
-    from analysis.cli import add_fit_arguments
 
     fit = commands.add_parser(
         "fit", help="fit a scaling law to any tidy CSV (e.g. a study's results.csv)",
         description="Fit a scaling law (default L(n) = D n^-alpha + C) with bootstrap intervals; prints a table, "
                     "writes JSON and a figure.")
-    add_fit_arguments(fit)
+    deferred.add(("fit",), fit, "analysis.cli", "add_fit_arguments")
     fit.set_defaults(handler=delegate("analysis.cli", "run_fit"))
     from experiments.post_cli import add_post_commands
 
@@ -278,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--out", default="paper/generated", help="figures/, tables/, findings/ for the paper")
     paper.add_argument("--bootstrap", type=int, default=200, help="seed-bootstrap resamples per fit")
     paper.set_defaults(handler=cmd_paper)
+    if argv is None:
+        for _, adder in deferred.adders:
+            adder()
+    else:
+        deferred.load_for(argv)
     return parser
 
 
@@ -315,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lab.core.registry import UnknownNameError
     from lab.run.slurm import SlurmError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

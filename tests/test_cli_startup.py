@@ -1,0 +1,31 @@
+"""`lab` imports only what the invoked subcommand runs: help and light commands never pay for torch or scipy.
+(The start-up time itself is measured by benchmarks/bench_cli_startup.py, not here.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "timm", "scipy", "lmfit", "matplotlib")
+
+
+def modules_after(argv: list[str]) -> set[str]:
+    code = ("import sys\nfrom experiments.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True)
+    return set(result.stderr.strip().splitlines()[-1].split()) if result.stderr.strip() else set()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["paper", "--help"], ["eval", "--help"]])
+def test_help_imports_no_heavy_library(argv):
+    assert modules_after(argv) == set()
+
+
+def test_a_subcommand_still_gets_its_deferred_arguments(capsys):
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["long-context", "--help"])
+    assert "--long-lr" in capsys.readouterr().out  # the passkey study's options, loaded for this command only
