@@ -63,6 +63,14 @@ SWEEP_STUDIES = {"digits": ("sweep", "experiments.sweep", "SweepConfig", "plan_s
                  "figure1": ("figure1", "experiments.figure1", "Figure1Config", "plan_figure1")}
 
 
+def watch_command(args: argparse.Namespace) -> str:
+    """The `lab sweep status` line that shows this sweep, ready to paste (study flag and quoting included)."""
+    import shlex
+
+    study = [] if args.study == "digits" else ["--study", args.study]
+    return shlex.join(["lab", "sweep", *study, "status", *args.overrides])
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from lab.run import sweep
     from lab.core.config import to_yaml
@@ -79,7 +87,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         outcome = sweep.launch(plan, config.launcher)
         print(f"{config.name}: {len(plan.points)} points, {len(plan.tasks)} tasks; submitted {outcome['submitted']} "
               f"({outcome['skipped_done']} done, {outcome['skipped_active']} still queued or running) "
-              f"with the {config.launcher.name} executor. Watch it: lab sweep status {' '.join(args.overrides)}")
+              f"with the {config.launcher.name} executor. Watch it: {watch_command(args)}")
         return 0
     if not (folder / sweep.PLAN_FILE).exists():
         print(f"lab sweep {args.action}: no sweep launched at {folder}", file=sys.stderr)

@@ -29,3 +29,20 @@ def test_a_subcommand_still_gets_its_deferred_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["long-context", "--help"])
     assert "--long-lr" in capsys.readouterr().out  # the passkey study's options, loaded for this command only
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--study", "figure1", "launch", "+experiment=paper_complexity", "grid={renderer.level:[lv0,lv3]}"],
+    ["sweep", "--study", "text", "launch", "+experiment=text_toy", "launcher=debug"],
+    ["sweep", "launch", "+experiment=sweep_toy"],
+])
+def test_the_printed_watch_command_parses_back_to_the_same_sweep(argv):
+    import shlex
+
+    from experiments.cli import build_parser, watch_command
+
+    launched = build_parser(argv).parse_args(argv)
+    words = shlex.split(watch_command(launched))
+    assert words[0] == "lab"
+    watched = build_parser(words[1:]).parse_args(words[1:])
+    assert (watched.action, watched.study, watched.overrides) == ("status", launched.study, launched.overrides)
