@@ -5,9 +5,10 @@ resumed run repeats the uninterrupted one) and returns its loss; the loop does t
 classifier, the 3D-scene tasks, real-task fine-tuning, language models, SFT/DPO/distillation, batch-size control
 and the passkey study:
 
-    resume from the run's last checkpoint -> per step: set the learning rate, forward (under autocast), stop on a
-    NaN/inf loss, backward (accumulating micro-batches, DDP syncing on the last), clip, step -> log means every
-    `log_every` steps -> checkpoint every `checkpoint_every` steps (rank 0 writes, every rank waits).
+    resume from the run's last intact checkpoint (checksum-verified; a damaged one is named and set aside, and the
+    previous checkpoint or step 0 is used instead) -> per step: set the learning rate, forward (under autocast),
+    stop on a NaN/inf loss, backward (accumulating micro-batches, DDP syncing on the last), clip, step -> log means
+    every `log_every` steps -> checkpoint every `checkpoint_every` steps (rank 0 writes, every rank waits).
 
 Gradient accumulation: `step_loss` returns a list of zero-argument callables, one per micro-batch; each loss is
 divided by their number before its backward, so the step follows the mean over the whole batch.
@@ -72,7 +73,8 @@ def run_steps(modules: torch.nn.Module, optimizer: torch.optim.Optimizer, step_l
     """
     last = run.checkpoint_dir / "last.pt" if run is not None else None
     start = 0
-    state = load_checkpoint(last) if last is not None else None
+    # rank 0 owns the run directory: it alone moves a damaged checkpoint aside; every rank falls back alike
+    state = load_checkpoint(last, set_aside_bad=context.is_main) if last is not None else None
     if state is not None:
         if hooks.check_resume is not None:
             hooks.check_resume(state)
