@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,28 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray | None = None, columns:
     return picture.resize((picture.width * zoom, picture.height * zoom), Image.NEAREST)
 
 
+def check_output_folder(key: str, folder: str, file: str = "") -> None:
+    """A `ConfigError` naming `key` unless `folder` is a folder that exists or can be made, and can be written
+    (and `file`, when given, is not a folder): checked before any rendering, so no raw traceback halfway."""
+    from lab.core.config import ConfigError
+
+    if not folder:
+        raise ConfigError(f"{key} is empty: give the folder to write into, e.g. {key}=data/digits")
+    if file and Path(file).is_dir():
+        raise ConfigError(f"{key}={file} is a folder; give a file name such as {key}=sheet.png")
+    path = Path(folder)
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():
+            raise ConfigError(f"{key}={folder}: {existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file, not a folder" if existing == path else f"cannot be made: {existing} is a file"
+        raise ConfigError(f"{key}={folder} {what}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={folder}: cannot write in {existing} (permission denied)")
+
+
 @dataclass
 class RenderJob:
     """`lab render` with one renderer: `count` samples of `renderer` into `out`, optionally a contact sheet.
@@ -77,6 +100,9 @@ class RenderJob:
         for key in ("count", "workers", "preview_count"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
+        check_output_folder("out", self.out)
+        if self.preview:
+            check_output_folder("preview", str(Path(self.preview).parent), file=self.preview)
         try:
             create_renderer(self.renderer)  # validates the renderer's config
         except ValueError as error:
@@ -98,8 +124,13 @@ class RenderJob:
         return []
 
     def run(self) -> str:
+        from lab.core.config import ConfigError
+
         self.check()
-        dataset = render_dataset(self.renderer, self.count, self.out, workers=self.workers)
+        try:
+            dataset = render_dataset(self.renderer, self.count, self.out, workers=self.workers)
+        except PermissionError as error:  # e.g. a read-only file system that os.access did not see
+            raise ConfigError(f"out={self.out}: cannot write there ({error})") from None
         lines = [f"{dataset.count} samples{self.describe()} in {self.out} (content hash {dataset.content_hash[:16]})"]
         if self.preview:
             self.write_preview(self.out, self.preview, self.preview_count)

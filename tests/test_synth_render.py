@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +54,7 @@ def test_first_n_samples_are_a_nested_subset(tmp_path):
     np.testing.assert_array_equal(big["label"], small["label"])
 
 
-def test_corrupt_shard_is_named_on_load_and_regenerated_on_rerender(tmp_path):
+def test_corrupt_shard_is_named_on_load_and_regenerated_on_rerender(tmp_path, capsys):
     out = tmp_path / "data"
     dataset = render_dataset(small_config(), 40, out, progress=False)
     shard = out / "shard-00001.npz"
@@ -64,8 +66,12 @@ def test_corrupt_shard_is_named_on_load_and_regenerated_on_rerender(tmp_path):
     assert len(ShardedDataset.open(out).load(16)["image"]) == 16  # shard 0 alone is still readable
 
     untouched = (out / "shard-00000.npz").stat().st_mtime_ns
+    capsys.readouterr()
     repaired = render_dataset(small_config(), 40, out, progress=False)
     assert repaired.content_hash == dataset.content_hash
+    regenerated = capsys.readouterr().err
+    assert "regenerating shard 1: shard-00001.npz is corrupt or truncated" in regenerated  # said, not silent
+    assert "shard 0" not in regenerated and "shard 2" not in regenerated
     assert (out / "shard-00000.npz").stat().st_mtime_ns == untouched  # finished shards are kept
 
 
@@ -141,3 +147,33 @@ def test_a_folder_reused_with_another_config_is_rerendered_not_mixed(tmp_path):
     changed = render_dataset(small_config(seed=2), 20, out, progress=False)
     fresh = render_dataset(small_config(seed=2), 20, tmp_path / "fresh", progress=False)
     assert changed.content_hash == fresh.content_hash
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["count=0"], "count must be positive"),
+    (["renderer.shard_size=0"], "renderer.shard_size must be positive"),
+    (["out={tmp}/a_file"], "out={tmp}/a_file is a file, not a folder"),
+    (["out={tmp}/a_file/sub"], "cannot be made: {tmp}/a_file is a file"),
+    (["out="], "out is empty"),
+    (["preview={tmp}"], "preview={tmp} is a folder"),
+])
+def test_lab_render_refuses_bad_settings_in_one_line(tmp_path, capsys, overrides, message):
+    from experiments.cli import main
+
+    (tmp_path / "a_file").write_text("")
+    argv = ["render", f"out={tmp_path}/out", "count=20", "workers=1", *[o.format(tmp=tmp_path) for o in overrides]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_lab_render_into_an_unwritable_folder_says_so(tmp_path, capsys, monkeypatch):
+    from experiments.cli import main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == locked else real_access(path, mode))
+    assert main(["render", f"out={locked}/data", "count=20", "workers=1"]) == 2
+    assert f"cannot write in {locked} (permission denied)" in capsys.readouterr().err

@@ -11,7 +11,12 @@ verification are shared.
 
 Shard k holds samples [k * shard_size, (k + 1) * shard_size), so the first n samples of a large render are a
 nested subset of it. Samples are produced by `make_sample(index)` and must depend only on (seed, index): that is
-what makes generation resumable and parallel without changing a single byte.
+what makes generation resumable and parallel without changing a single byte, and why two renders of the same
+folder at once are safe: each writes through its own temporary file and renames it into place, so the last writer
+wins with identical bytes. A shard found damaged on a later render is named on stderr and regenerated.
+
+A manifest names its shard files relative to its folder: an entry that leaves the folder (absolute, `..`) is
+refused (`ManifestError`), and so is a tar shard that repeats a sample key (`lab.data.tar_shards`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import io
 import json
 import math
 import multiprocessing
+import os
+import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +37,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from lab.core.rundir import atomic_write_json, config_hash, sha256_file
+from lab.core.rundir import atomic_write_bytes, atomic_write_json, config_hash, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -40,6 +47,10 @@ SampleFn = Callable[[int], Mapping[str, np.ndarray | int | float]]
 
 class CorruptShardError(RuntimeError):
     """A shard that is missing, truncated or whose bytes do not match its recorded hash."""
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot describe this folder: e.g. a shard entry whose file lies outside it."""
 
 
 class ShardFormat(Protocol):
@@ -86,33 +97,38 @@ def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleF
                  shard_format: ShardFormat = NPZ_FORMAT) -> dict[str, Any]:
     data = shard_format.encode([make_sample(i) for i in indices])
     path = out_dir / shard_format.file_name(shard)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    record = {"file": path.name, "start": indices.start, "count": len(indices), "sha256": sha256_file(path),
-              "config_hash": generator_hash}
+    atomic_write_bytes(path, data)  # a temporary file of its own: concurrent renders of this shard never collide
+    record = {"file": path.name, "start": indices.start, "count": len(indices),
+              "sha256": hashlib.sha256(data).hexdigest(), "config_hash": generator_hash}
     atomic_write_json(sidecar_path(path), record)
     return record
 
 
 def _finished_record(out_dir: Path, shard: int, indices: range, generator_hash: str,
-                     shard_format: ShardFormat = NPZ_FORMAT) -> dict[str, Any] | None:
-    """The sidecar of a finished shard if it is complete, intact and made by the same generator config, else
-    None (it will be regenerated: a folder re-used with another config never mixes samples)."""
+                     shard_format: ShardFormat = NPZ_FORMAT) -> tuple[dict[str, Any] | None, str]:
+    """(the sidecar of a finished shard, '') if it is complete, intact and made by the same generator config, else
+    (None, why it will be regenerated; '' for a shard never finished). A folder re-used with another config never
+    mixes samples."""
     path = out_dir / shard_format.file_name(shard)
     sidecar = sidecar_path(path)
-    if not (sidecar.exists() and path.exists()):
-        return None
+    if not sidecar.exists():
+        return None, ""
+    if not path.exists():
+        return None, f"{path.name} is missing (its sidecar {sidecar.name} is there)"
     try:
         record = json.loads(sidecar.read_text())
-    except json.JSONDecodeError:
-        return None
-    if (record.get("count"), record.get("start"), record.get("config_hash")) != (len(indices), indices.start,
-                                                                                  generator_hash):
-        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, f"its sidecar {sidecar.name} is not valid JSON"
+    if not isinstance(record, dict):
+        return None, f"its sidecar {sidecar.name} is not a record"
+    if record.get("config_hash") != generator_hash:
+        return None, f"{path.name} was made by another generator config"
+    if (record.get("count"), record.get("start")) != (len(indices), indices.start):
+        return None, (f"{path.name} holds samples {record.get('start')}+{record.get('count')}, not the expected "
+                      f"{indices.start}+{len(indices)}")
     if sha256_file(path) != record.get("sha256"):
-        return None
-    return record
+        return None, f"{path.name} is corrupt or truncated (its sha256 differs from {sidecar.name})"
+    return record, ""
 
 
 def write_sharded(
@@ -155,9 +171,11 @@ def write_sharded(
         raise ValueError(f"only_shards must lie in [0, {n_shards}) for {count} samples of {shard_size} per shard")
     for shard in wanted:
         indices = _shard_range(shard, shard_size, count)
-        record = _finished_record(out_dir, shard, indices, generator_hash, shard_format)
+        record, why = _finished_record(out_dir, shard, indices, generator_hash, shard_format)
         if record is None:
             todo.append((shard, indices))
+            if why:
+                print(f"render {out_dir}: regenerating shard {shard}: {why}", file=sys.stderr)
         else:
             records[shard] = record
     bar = tqdm(total=len(wanted), initial=len(wanted) - len(todo), desc=f"render {out_dir.name}", unit="shard",
@@ -197,15 +215,41 @@ def write_sharded(
 
 def read_manifest(path: Path, name: str = MANIFEST) -> dict[str, Any]:
     """The manifest of a finished dataset folder (a clear error if the render never finished)."""
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ManifestError(f"manifest name {name!r} must be a file name in the dataset folder {path}")
     manifest_path = Path(path) / name
     if not manifest_path.exists():
         raise FileNotFoundError(f"no {name} in {path}: the dataset was never finished (re-render it)")
-    return json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"{manifest_path} is not valid JSON ({error}); re-render the dataset") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("shards", []), list):
+        raise ManifestError(f"{manifest_path} is not a dataset manifest (no list of shards)")
+    for record in manifest.get("shards", []):
+        shard_path(Path(path), record, manifest_path)
+    return manifest
+
+
+def shard_path(folder: Path, record: Mapping[str, Any], manifest: Path | None = None) -> Path:
+    """The file a manifest record names, which must be a file of `folder` itself: an absolute path, `..` or a
+    link out of the folder is a `ManifestError` (a crafted manifest must not read files elsewhere)."""
+    name = record.get("file") if isinstance(record, Mapping) else None
+    where = f"{manifest or Path(folder) / MANIFEST}: shard entry {name!r}"
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{where} names no file")
+    if os.path.isabs(name) or ".." in Path(name).parts:
+        raise ManifestError(f"{where} leaves the dataset folder {folder}; a shard must be a file inside it")
+    path = Path(folder) / name
+    root = Path(folder).resolve()
+    if path.exists() and root not in path.resolve().parents:
+        raise ManifestError(f"{where} resolves to {path.resolve()}, outside the dataset folder {folder}")
+    return path
 
 
 def verified_shard(folder: Path, record: Mapping[str, Any]) -> Path:
     """The path of a shard whose bytes match its manifest record, else a `CorruptShardError` naming it."""
-    path = Path(folder) / record["file"]
+    path = shard_path(Path(folder), record)
     if not path.exists():
         raise CorruptShardError(f"shard {path} is missing")
     if sha256_file(path) != record["sha256"]:

@@ -8,7 +8,8 @@ names, mode 0644, ustar) and fields are sorted within a sample, so a shard's byt
 
 `TarShardDataset` streams a finished folder as a PyTorch `IterableDataset`: every shard is checked against
 the manifest's sha256 before it is read, the first `n` samples form a nested subset, and DataLoader workers
-split the shards between them.
+split the shards between them. A shard that repeats a sample key or a field of a sample, or holds more samples than
+its manifest record says (an extra member would take the next shard's indices), is a `CorruptShardError`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from lab.data.shards import MANIFEST, CorruptShardError, read_manifest, verified_shard
+from lab.data.shards import MANIFEST, CorruptShardError, read_manifest, shard_path, verified_shard
 from lab.core.rundir import atomic_write_json
 
 KEY = "__key__"
@@ -93,8 +94,11 @@ TAR_FORMAT = TarFormat()
 def iter_tar_samples(path: Path, decode: bool = True,
                      fields: Collection[str] | None = None) -> Iterator[dict[str, Any]]:
     """The samples of one tar shard in order: consecutive members with the same key form one sample
-    (only `fields`, when given: a task that needs the RGB and a mask skips decoding the rest)."""
+    (only `fields`, when given: a task that needs the RGB and a mask skips decoding the rest). A key that comes
+    back after another one, or a field twice in one sample, is a `CorruptShardError` naming both."""
     current: dict[str, Any] = {}
+    keys: set[str] = set()
+    fields_seen: set[str] = set()
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
@@ -104,6 +108,14 @@ def iter_tar_samples(path: Path, decode: bool = True,
                 if current and current[KEY] != key:
                     yield current
                     current = {}
+                if not current:
+                    if key in keys:
+                        raise CorruptShardError(f"shard {path} holds sample key {key!r} twice (member {member.name})")
+                    keys.add(key)
+                    fields_seen = set()
+                if field in fields_seen:
+                    raise CorruptShardError(f"shard {path} holds field {field!r} of sample {key!r} twice")
+                fields_seen.add(field)
                 current[KEY] = key
                 if fields is not None and field not in fields:
                     continue
@@ -175,10 +187,13 @@ class TarShardDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         for record in self.shard_records():
-            path = verified_shard(self.path, record) if self.verify else self.path / record["file"]
+            path = verified_shard(self.path, record) if self.verify else shard_path(self.path, record)
             seen = 0
             for offset, sample in enumerate(iter_tar_samples(path, self.decode, self.fields)):
                 index = record["start"] + offset
+                if offset >= record["count"]:
+                    raise CorruptShardError(f"shard {path} holds more than the {record['count']} samples its manifest "
+                                            f"record says (sample {sample[KEY]!r} would repeat index {index})")
                 if index >= self.n:
                     break
                 seen += 1
