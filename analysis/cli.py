@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -59,7 +60,8 @@ def run_fit(args: argparse.Namespace) -> int:
         return _run(args)
     except InputError as error:
         message = str(error).replace("pass target_range=None", "pass --no-range-check")
-        print(f"error: {args.csv}: {message} (row numbers are CSV line numbers)", file=sys.stderr)
+        note = " (row numbers are CSV line numbers)" if re.search(r"\brows? \d", message) else ""
+        print(f"error: {args.csv}: {message}{note}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, KeyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -70,7 +72,14 @@ def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     law = get_law(args.law)
-    frame = pd.read_csv(args.csv)
+    try:
+        frame = pd.read_csv(args.csv)
+    except pd.errors.EmptyDataError:
+        raise InputError("the file is empty (expected a header row of column names, then one row per run)") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"not a text CSV file ({error.reason} at byte {error.start})") from None
+    if frame.empty:
+        raise InputError(f"the file has a header ({', '.join(map(str, frame.columns))}) but no rows")
     frame.index = frame.index + 2
     for clause in args.where:
         column, value = _split(clause, "=", "--where")
@@ -84,8 +93,8 @@ def _run(args: argparse.Namespace) -> int:
     axis = args.x[0]
     baseline_rows = frame[frame[axis] == args.baseline_x]
     fitted = frame[frame[axis] != args.baseline_x]
-    xs = {var: fitted[column].to_numpy(float) for var, column in zip(law.independent_vars, args.x)}
-    y = fitted[args.y].to_numpy(float)
+    xs = {var: _numbers(fitted, column) for var, column in zip(law.independent_vars, args.x)}
+    y = _numbers(fitted, args.y)
     groups = None
     if group_columns:
         groups = fitted[group_columns].astype(str).agg("/".join, axis=1).tolist()
@@ -214,6 +223,20 @@ def _refuse_mixed_metrics(frame: Any, group_columns: list[str]) -> None:
             f"the table holds several metrics ({', '.join(metrics)}); pick one with --where metric={metrics[-1]} "
             f"or add metric to --group"
         )
+
+
+def _numbers(frame: Any, column: str) -> np.ndarray:
+    """The column as floats, or an `InputError` naming the column and the rows (CSV line numbers) that are not."""
+    import pandas as pd
+
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() & frame[column].notna()
+    if bad.any():
+        rows = list(frame.index[bad])
+        shown = ", ".join(f"row {row} ({frame[column][row]!r})" for row in rows[:5])
+        more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+        raise InputError(f"column {column!r} must hold numbers but has text in {shown}{more}")
+    return values.to_numpy(float)
 
 
 def _require_columns(frame: Any, columns: Sequence[str]) -> None:

@@ -54,23 +54,30 @@ class BootstrapSummary:
     draws: np.ndarray = field(repr=False)
     distinct_resamples: int | None = None
     unit: str = ""  # what is resampled, e.g. "2 seeds" or "18 points"
+    no_dof: str = ""  # why the fit leaves nothing to resample (no residual degrees of freedom), '' when it does
 
     @property
     def has_interval(self) -> bool:
-        """Enough converged draws and enough distinct resamples for a percentile interval."""
-        enough = self.distinct_resamples is None or self.distinct_resamples >= MIN_DISTINCT_RESAMPLES
-        return enough and self.n_converged >= 2
+        """Residual degrees of freedom, enough converged draws and enough distinct resamples for a percentile
+        interval."""
+        return not self.no_interval_reasons
+
+    @property
+    def no_interval_reasons(self) -> list[str]:
+        """Every reason there is no interval (none when there is one)."""
+        reasons = [self.no_dof] if self.no_dof else []
+        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
+            plural = "s" if self.distinct_resamples != 1 else ""
+            reasons.append(f"bootstrap over {self.unit} has only {self.distinct_resamples} distinct "
+                           f"resample{plural}: no interval")
+        if self.n_converged < 2:
+            reasons.append(f"only {self.n_converged} of {self.n_resamples} bootstrap refits converged: no interval")
+        return reasons
 
     @property
     def no_interval_reason(self) -> str:
         """Why there is no interval ('' when there is one)."""
-        if self.distinct_resamples is not None and self.distinct_resamples < MIN_DISTINCT_RESAMPLES:
-            plural = "s" if self.distinct_resamples != 1 else ""
-            return (f"bootstrap over {self.unit} has only {self.distinct_resamples} distinct resample{plural}: "
-                    f"no interval")
-        if self.n_converged < 2:
-            return f"only {self.n_converged} of {self.n_resamples} bootstrap refits converged: no interval"
-        return ""
+        return self.no_interval_reasons[0] if self.no_interval_reasons else ""
 
 
 @dataclass(frozen=True)
@@ -180,9 +187,15 @@ class FitResult:
                 lines.append(f"  {name:<{width}}{_fmt(value):>12}{'fixed':>12}")
                 continue
             interval = self.intervals.get(name)
-            band = f"[{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "-"
+            band = "-"
+            if interval and not any(math.isfinite(v) for v in interval):
+                band = "unavailable"
+            elif interval:
+                band = f"[{_fmt(interval[0])}, {_fmt(interval[1])}]"
             lines.append(f"  {name:<{width}}{_fmt(value):>12}{_fmt(self.stderr.get(name, math.nan)):>12}   {band}")
-        if self.bootstrap is not None:
+        if self.bootstrap is not None and self.bootstrap.no_dof:
+            lines.append(f"  bootstrap: no interval: {self.bootstrap.no_dof.split(':')[0]}")
+        elif self.bootstrap is not None:
             b = self.bootstrap
             lines.append(
                 f"  bootstrap: {b.n_converged} of {b.n_resamples} resamples over {b.resample} converged (seed {b.seed})"
@@ -209,6 +222,7 @@ class FitResult:
                 "distinct_resamples": self.bootstrap.distinct_resamples,
                 "unit": self.bootstrap.unit,
                 "has_interval": self.bootstrap.has_interval,
+                "no_interval_reason": self.bootstrap.no_interval_reason or None,
             }
         return _jsonable(
             {
@@ -354,7 +368,7 @@ def fit_law(
     result = _multistart_fit(
         problem, grid=grid, n_starts=n_starts or law_obj.max_grid_starts, n_polish=n_polish, max_nfev=max_nfev
     )
-    if conf_interval:
+    if conf_interval and problem.n_points > problem.n_free:
         result = _with_profile_intervals(result, level)
     if bootstrap:
         result = _run_bootstrap(result, bootstrap, seed=seed, resample=resample, level=level)
@@ -445,8 +459,11 @@ def _multistart_fit(
         for j, name in enumerate(problem.free_names):
             value = lmfit_result.params[f"p{j}"].stderr
             stderr[name] = float(value) if value is not None else math.nan
-        if not all(math.isfinite(v) for v in stderr.values()):
+        if not all(math.isfinite(v) for v in stderr.values()) and problem.n_points > problem.n_free:
             warnings.append("covariance unavailable for some parameters (singular: at a bound or unidentifiable)")
+    if problem.n_points <= problem.n_free:
+        stderr = {name: math.nan for name in problem.free_names}
+        warnings.insert(0, _no_dof_reason(problem))
 
     loose = [
         name
@@ -494,6 +511,14 @@ def _multistart_fit(
         problem=problem,
         theta=np.asarray(theta, dtype=float),
     )
+
+
+def _no_dof_reason(problem: FitProblem) -> str:
+    """The warning of a fit with no residual degrees of freedom: the curve can pass through every point, so the
+    residuals measure nothing and neither stderr (lmfit says 0) nor any bootstrap interval (every refit lands on
+    the same curve) means anything."""
+    return (f"no residual degrees of freedom ({problem.n_points} points for {problem.n_free} free parameters): "
+            f"stderr and intervals are unavailable; add points or fix parameters")
 
 
 def _goodness_of_fit(problem: FitProblem, theta: np.ndarray) -> tuple[float, float, float]:
@@ -792,6 +817,7 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         draws=draws,
         distinct_resamples=distinct,
         unit=unit,
+        no_dof=_no_dof_reason(problem) if problem.n_points <= problem.n_free else "",
     )
     warnings = list(result.warnings)
     tail = (1.0 - level) / 2.0
@@ -802,7 +828,7 @@ def _run_bootstrap(result: FitResult, n_resamples: int, *, seed: int | None, res
         if distinct < min(n_resamples, 100):
             warnings.append(f"bootstrap over {unit} has only {distinct} distinct resamples: the interval is coarse")
     else:
-        warnings.append(summary.no_interval_reason)
+        warnings.extend(reason for reason in summary.no_interval_reasons if reason not in warnings)
     if resample == "seeds" and not clustered:
         singletons = int(np.sum(np.bincount(strata) == 1))
         if singletons:

@@ -398,6 +398,9 @@ def save_outputs(out: str | Path, name: str, *, figure: Any = None, tables: dict
     def atomic(path: Path, write: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+        mask = os.umask(0o022)  # mkstemp makes 0600; give the file the mode open() would (0666 minus the umask)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
         os.close(fd)
         try:
             write(tmp)

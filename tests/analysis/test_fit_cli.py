@@ -79,6 +79,37 @@ def test_bad_column_and_bad_rows_exit_2_with_clear_messages(sweep_csv, tmp_path,
     assert "'abc' is not a number" in capsys.readouterr().err
 
 
+def test_a_text_cell_or_an_empty_file_is_named_with_file_column_and_row(sweep_csv, tmp_path, capsys):
+    frame = pd.read_csv(sweep_csv).astype({"error": object})
+    frame.loc[3, "error"] = "abc"
+    typo = tmp_path / "typo.csv"
+    frame.to_csv(typo, index=False)
+    assert main([str(typo), "--bootstrap", "0", "--out", str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert f"{typo}: column 'error' must hold numbers but has text in row 5 ('abc')" in message
+    assert "could not convert" not in message
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main([str(empty), "--out", str(tmp_path / "b")]) == EXIT_BAD_INPUT
+    assert f"{empty}: the file is empty" in capsys.readouterr().err
+    empty.write_text("n,error\n")
+    assert main([str(empty), "--out", str(tmp_path / "c")]) == EXIT_BAD_INPUT
+    assert f"{empty}: the file has a header (n, error) but no rows" in capsys.readouterr().err
+
+
+def test_no_residual_degrees_of_freedom_prints_and_writes_no_interval(tmp_path, capsys):
+    three = tmp_path / "three.csv"
+    three.write_text("n,error\n1000,0.5\n2000,0.4\n4000,0.35\n")
+    assert main([str(three), "--bootstrap", "200", "--out", str(tmp_path / "fit")]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "warning: no residual degrees of freedom (3 points for 3 free parameters)" in printed
+    assert "unavailable" in printed and "200 of 200" not in printed
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())["fit"]
+    assert fit["stderr"] == {"D": None, "alpha": None, "C": None}
+    assert fit["intervals"]["C"] == [None, None] and not fit["bootstrap"]["has_interval"]
+    assert fit["warnings"][0].startswith("no residual degrees of freedom")
+
+
 def test_refuses_to_mix_metrics_of_a_results_table(sweep_csv, tmp_path, capsys):
     frame = pd.read_csv(sweep_csv)
     loss_rows = frame.assign(metric="loss", error=frame["error"] * 2)
