@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ from experiments.sweep import SweepConfig, plan_sweep
 from lab.run import sweep
 from lab.core.config import ConfigError, load_config
 from lab.core.registry import UnknownNameError
+from lab.run.launch import LauncherConfig
 from tests.conftest import CONF_DIR
 
 
@@ -155,3 +157,40 @@ def test_ctrl_c_while_waiting_stops_the_local_runner_and_the_same_call_resumes(t
     monkeypatch.undo()
     _, final = sweep.execute(plan, LauncherConfig(name="debug"))
     assert (final.state == "done").all()
+
+
+# --- issue 18: integrity and safety of sweep records ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"comment=x\ntouch /tmp/lab_injected #": "y"}, "not an sbatch option name"),
+    ({"comment\n": "y"}, "not an sbatch option name"),
+    ({"Comment": "y"}, "not an sbatch option name"),
+    ({"comment": "x\ntouch /tmp/lab_injected"}, "more than one line"),
+    ({"comment": ["a"]}, "a string or a number"),
+    ({"dependency": "afterok:1"}, "not allowed"),
+    ({"output": "/tmp/x"}, "not allowed"),
+    ({"mem_per_cpu": "1G"}, "launcher.mem_gb"),
+    ({"part": "gpu"}, "write the option out"),
+    ({"mem": "lots"}, "not a Slurm memory size"),
+    ({"time": "soon"}, "not a Slurm time"),
+])
+def test_extra_sbatch_is_checked_before_anything_is_submitted(tmp_path, extra, message):
+    config = toy_sweep(tmp_path, "launcher=slurm")
+    config.launcher.extra_sbatch = extra
+    with pytest.raises(ConfigError, match=message):
+        plan_sweep(config)
+    assert not (tmp_path / "sweep_toy").exists()
+
+
+def test_extra_sbatch_resources_are_read_like_the_named_options(tmp_path):
+    from lab.core.launcher import LauncherConfig as Launcher
+
+    config = toy_sweep(tmp_path, "launcher=slurm", "launcher.extra_sbatch={account: lab, mem: 100000G, "
+                                                   "time: '1-00:00:00', gres: 'gpu:a100:2', cpus_per_task: 3}")
+    assert config.launcher.extra_sbatch["account"] == "lab"  # the README's form, without a '+'
+    request = config.launcher.slurm_request()
+    assert request["mem_gb"] == pytest.approx(100000) and request["time_min"] == 24 * 60
+    assert request["gpus_per_node"] == 2 and request["cpus_per_task"] == 3
+    assert Launcher(name="slurm", extra_sbatch={"time": "UNLIMITED"}).slurm_request()["time_min"] is None
+    assert Launcher(name="slurm", extra_sbatch={"partition": "gpu"}).slurm_request()["partition"] == "gpu"

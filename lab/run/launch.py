@@ -42,13 +42,14 @@ def debug_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
 
 @EXECUTORS.register("slurm")
 def slurm_executor(folder: Path, config: LauncherConfig) -> submitit.Executor:
-    """A Slurm executor, after checking that the partition can run such jobs at all."""
+    """A Slurm executor, after checking that the partition can run such jobs at all: what the named fields ask
+    for, with the resource options of `extra_sbatch` (which win in the batch script) read the same way."""
     from lab.run.slurm import check_request, default_partition
 
-    partition = config.partition or default_partition()
-    check_request(partition, cpus_per_task=config.cpus_per_task, tasks_per_node=config.tasks_per_node,
-                  nodes=config.nodes, mem_gb=config.mem_gb, gpus_per_node=config.gpus_per_node,
-                  time_min=config.timeout_min)
+    config.validate()  # extra_sbatch goes into the batch script: never unchecked
+    request = config.slurm_request()
+    partition = request.pop("partition") or default_partition()
+    check_request(partition, **request)
     executor = submitit.SlurmExecutor(folder=folder)
     executor.update_parameters(
         partition=partition, time=config.timeout_min, nodes=config.nodes, ntasks_per_node=config.tasks_per_node,

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 
+from lab.core.launcher import parse_slurm_time
+
 
 class SlurmError(RuntimeError):
     """The cluster is unreachable or cannot run what was asked for."""
@@ -36,17 +38,7 @@ class Partition:
     nodes: int
 
 
-def _parse_time(text: str) -> int | None:
-    """Slurm's [days-]hours:minutes:seconds (or minutes) -> minutes; None for UNLIMITED."""
-    if text in ("UNLIMITED", "infinite", "n/a", ""):
-        return None
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    if days:  # D-HH[:MM[:SS]]
-        hours, minutes, seconds = (parts + [0, 0])[:3]
-    else:  # MM, MM:SS or HH:MM:SS
-        hours, minutes, seconds = ([0, 0] + parts)[-3:] if len(parts) == 3 else [0, *(parts + [0])[:2]]
-    return (int(days or 0) * 24 + hours) * 60 + minutes + (1 if seconds else 0)
+_parse_time = parse_slurm_time  # [days-]hours:minutes:seconds -> minutes; None for UNLIMITED
 
 
 def partitions() -> dict[str, Partition]:
@@ -81,8 +73,9 @@ def default_partition() -> str:
 
 
 def check_request(partition: str, *, cpus_per_task: int, tasks_per_node: int, nodes: int, mem_gb: float,
-                  gpus_per_node: int, time_min: int) -> None:
-    """Raise SlurmError naming the problem if no node of `partition` can ever run such a job."""
+                  gpus_per_node: int, time_min: int | None) -> None:
+    """Raise SlurmError naming the problem if no node of `partition` can ever run such a job (time_min None:
+    no time limit asked for)."""
     available = partitions()
     if partition not in available:
         raise SlurmError(f"unknown partition {partition!r}; valid partitions: {', '.join(sorted(available))}")
@@ -96,8 +89,9 @@ def check_request(partition: str, *, cpus_per_task: int, tasks_per_node: int, no
         problems.append(f"{gpus_per_node} GPUs per node requested, nodes have {part.max_gpus}")
     if nodes > part.nodes:
         problems.append(f"{nodes} nodes requested, the partition has {part.nodes}")
-    if part.max_time_min is not None and time_min > part.max_time_min:
-        problems.append(f"{time_min} min requested, the partition allows {part.max_time_min}")
+    if part.max_time_min is not None and (time_min is None or time_min > part.max_time_min):
+        asked = "no time limit" if time_min is None else f"{time_min} min"
+        problems.append(f"{asked} requested, the partition allows {part.max_time_min} min")
     if problems:
         raise SlurmError(f"partition {partition!r} cannot run these jobs: " + "; ".join(problems))
 

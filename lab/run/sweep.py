@@ -33,6 +33,7 @@ from submitit.core.utils import JobPaths
 from tqdm.auto import tqdm
 
 from lab.core.config import ConfigError
+from lab.core.launcher import plain_dict
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
 from lab.core.results import results_table, write_table
 from lab.core.rundir import RunDir, atomic_write_json
@@ -232,13 +233,17 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
     return submitted
 
 
+def launcher_json(launcher: LauncherConfig) -> str:
+    return json.dumps({**launcher.__dict__, "extra_sbatch": plain_dict(launcher.extra_sbatch)})
+
+
 def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str]) -> None:
     atomic_write_json(folder / LOCAL_STATUS_FILE, {k: {"state": "PENDING"} for k in keys})
     if launcher.name == "debug":
         run_plan_locally(folder, launcher)
         return
     log = open(folder / "local_runner.log", "a")
-    runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), json.dumps(launcher.__dict__)],
+    runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), launcher_json(launcher)],
                               stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     (folder / LOCAL_PID_FILE).write_text(str(runner.pid))
 

@@ -13,7 +13,7 @@ import pytest
 from experiments.cli import main
 from experiments.sweep import SweepConfig, plan_sweep
 from lab.run import sweep
-from lab.core.config import load_config
+from lab.core.config import ConfigError, load_config
 from lab.run.slurm import SlurmError, job_states
 from tests.conftest import CONF_DIR
 
@@ -159,3 +159,35 @@ def test_two_task_job_trains_with_the_torus_allreduce_selected_by_config(slurm_p
     assert table.state.tolist() == ["done"], table.to_string()
     result = json.loads(Path(plan.task(plan.points[0]["task"]).outputs[0]).read_text())
     assert result["world_size"] == 2 and 0.0 <= result["metrics"]["error"] <= 1.0
+
+
+# --- issue 18 ------------------------------------------------------------------------------------------------------
+
+
+def test_extra_sbatch_is_checked_like_the_named_options(slurm_partition, tmp_path):
+    marker = tmp_path / "injected"
+    config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0]")
+    plan = plan_sweep(config)
+    config.launcher.extra_sbatch = {f"comment=x\ntouch {marker} #": "y"}  # a command smuggled in through a key
+    with pytest.raises(ConfigError, match="not an sbatch option name"):
+        plan_sweep(config)
+    with pytest.raises(ValueError, match="not an sbatch option name"):
+        sweep.launch(plan, config.launcher)
+    for extra, message in [({"mem": "100000G"}, "GB per node requested"),
+                           ({"cpus_per_task": "512"}, "CPUs per node"),
+                           ({"partition": "no_such_partition"}, "unknown partition")]:
+        config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0]", "launcher.extra_sbatch=" + "{%s: %s}" % next(
+            iter(extra.items())))
+        with pytest.raises(SlurmError, match=message):
+            sweep.launch(plan_sweep(config), config.launcher)
+    assert not list((tmp_path / "sweep_toy" / "sweep").glob("jobs/*"))
+
+    config = slurm_sweep(tmp_path / "ok", slurm_partition, "study.n=[0]", "study.finetune.steps=2",
+                         "launcher.extra_sbatch={comment: 'two words', time: '00:09:00'}")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    job = sweep.load_state(plan.folder)["tasks"][plan.points[0]["task"]]["job_ids"][-1]
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True).stdout
+    assert "TimeLimit=00:09:00" in shown and "Comment=two words" in shown, shown
+    assert wait_until_settled(plan.folder).state.tolist() == ["done"]
+    assert not marker.exists()
