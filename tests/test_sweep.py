@@ -194,3 +194,34 @@ def test_extra_sbatch_resources_are_read_like_the_named_options(tmp_path):
     assert request["gpus_per_node"] == 2 and request["cpus_per_task"] == 3
     assert Launcher(name="slurm", extra_sbatch={"time": "UNLIMITED"}).slurm_request()["time_min"] is None
     assert Launcher(name="slurm", extra_sbatch={"partition": "gpu"}).slurm_request()["partition"] == "gpu"
+
+
+def test_study_axes_fail_fast_with_a_clear_message(tmp_path, capsys):
+    started = time.monotonic()
+    assert main(["demo", "n=[1000000000000]", f"root={tmp_path}", "launcher=debug"]) == 2
+    assert "n=1000000000000 is more than 1,000,000,000" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="more than 1,000,000,000"):
+        plan_sweep(toy_sweep(tmp_path, "study.n=[0,1000000000000]"))
+    with pytest.raises(ConfigError, match="would render in .* tasks"):
+        plan_sweep(toy_sweep(tmp_path, "study.n=[900000000]"))
+    assert time.monotonic() - started < 60
+    assert main(["demo", "seeds=[-1]", f"root={tmp_path}", "launcher=debug"]) == 2
+    assert "seeds must be between 0 and" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="seeds must be between 0"):
+        plan_sweep(toy_sweep(tmp_path, "study.seeds=[0,-1]"))
+    assert not (tmp_path / "sweep_toy").exists()
+
+
+def test_the_documented_grid_override_works_without_a_plus(tmp_path):
+    documented = plan_sweep(toy_sweep(tmp_path, "grid={model.name: [test_resnet, resnet10t]}"))
+    plus = plan_sweep(toy_sweep(tmp_path, "+grid={model.name: [test_resnet, resnet10t]}"))
+    assert [t.key for t in documented.tasks] == [t.key for t in plus.tasks]
+    assert {p["model.name"] for p in documented.points} == {"test_resnet", "resnet10t"}
+    two = toy_sweep(tmp_path, "grid={model.name: [test_resnet]}", "grid={pretrain.lr: [0.001, 0.002]}")
+    assert two.grid == {"model.name": ["test_resnet"], "pretrain.lr": [0.001, 0.002]}
+    model_size = load_config(CONF_DIR, "sweep", SweepConfig, ["+experiment=paper_model_size", f"root={tmp_path}",
+                                                              "grid={pretrain.lr: [0.001]}"])
+    assert model_size.grid == {"model.name": ["test_resnet", "resnet10t", "resnet18"], "pretrain.lr": [0.001]}
+    with pytest.raises(ConfigError, match="grid.model.name must list the values"):
+        plan_sweep(toy_sweep(tmp_path, "grid={model.name: resnet10t}"))
+    assert SweepConfig().grid == {} and type(SweepConfig().grid) is dict

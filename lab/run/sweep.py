@@ -45,17 +45,30 @@ LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 PARENT_FAILED = "a task it depends on failed"
+# The most synthetic samples (or tokens) one study point may use: 60,000x the largest image study configured here
+# and 4x the largest text one (text_gpu: 2.7e8 tokens). Far larger values are typos that would only spin (planning
+# 1e12 samples lists a billion shards); a study that needs more passes its own n_max.
+MAX_N = 10**9
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 0 ... 2**32 - 1
 
 
 def check_axes(n: Sequence[int], s: Sequence[int], seeds: Sequence[int], prefix: str = "",
-               n_unit: str = "synthetic pre-training samples", s_unit: str = "real fine-tuning samples") -> None:
-    """The axes every study sweeps, checked in one place: n >= 0 (0 = from scratch), s > 0, a seed at least."""
+               n_unit: str = "synthetic pre-training samples", s_unit: str = "real fine-tuning samples",
+               n_max: int = MAX_N) -> None:
+    """The axes every study sweeps, checked in one place: 0 <= n <= n_max (0 = from scratch), s > 0, seeds in
+    0 ... 2**32 - 1, a value at least on each."""
     if not n or not s or not seeds:
         raise ConfigError(f"{prefix}n, {prefix}s and {prefix}seeds must each list at least one value")
     if any(value < 0 for value in n):
         raise ConfigError(f"{prefix}n must be >= 0 ({n_unit}; 0 = from scratch), got {list(n)}")
+    if any(value > n_max for value in n):
+        raise ConfigError(f"{prefix}n={max(n)} is more than {n_max:,} {n_unit}, the most one study point may use "
+                          f"here (rendering or training on it would not finish); got {list(n)}")
     if any(value <= 0 for value in s):
         raise ConfigError(f"{prefix}s must be positive ({s_unit}), got {list(s)}")
+    if any(not 0 <= value <= MAX_SEED for value in seeds):
+        raise ConfigError(f"{prefix}seeds must be between 0 and {MAX_SEED} (random generators take no negative "
+                          f"seed), got {list(seeds)}")
 
 
 @dataclass
