@@ -162,6 +162,97 @@ def test_ctrl_c_while_waiting_stops_the_local_runner_and_the_same_call_resumes(t
 # --- issue 18: integrity and safety of sweep records ------------------------------------------------------------
 
 
+def small_sweep(root, *overrides: str) -> SweepConfig:
+    return toy_sweep(root, "study.n=[0,50]", "study.pretrain.steps=4", "study.finetune.steps=4", "launcher=debug",
+                     *overrides)
+
+
+def test_moved_and_copied_sweep_folders_report_their_own_results(tmp_path):
+    import json
+    import shutil
+    import subprocess
+
+    config = small_sweep(tmp_path / "a")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    original = sweep.collect(plan.folder, "sweep_toy", tmp_path / "original.csv")
+    assert len(original[original.metric == "top1"]) == 2
+    scratch = plan.task(next(p["task"] for p in plan.points if p["n"] == 0))
+    scratch_result = Path(scratch.outputs[0]).relative_to(tmp_path / "a" / "sweep_toy")
+
+    moved = tmp_path / "b" / "sweep_toy_moved"
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "a" / "sweep_toy"), str(moved))  # mv: the original folder is gone
+    assert sweep.status(moved / "sweep").state.tolist() == ["done", "done"]
+    table = sweep.collect(moved / "sweep", "sweep_toy", tmp_path / "moved.csv")
+    assert sorted(table.run_hash.unique()) == sorted(original.run_hash.unique())  # the same runs, same hashes
+
+    copy = tmp_path / "c" / "sweep_toy"
+    copy.parent.mkdir()
+    subprocess.run(["cp", "-a", str(moved), str(copy)], check=True)
+    (copy / scratch_result).unlink()  # the copy loses one result; the folder it was copied from keeps it
+    assert sweep.status(copy / "sweep").set_index("n").loc[0, "state"] != "done"
+    assert sweep.status(moved / "sweep").state.tolist() == ["done", "done"]
+    assert sorted(sweep.collect(copy / "sweep", "sweep_toy", tmp_path / "copy.csv").query("metric == 'top1'").n) == [50]
+    assert sorted(sweep.collect(moved / "sweep", "sweep_toy", tmp_path / "m.csv").query("metric == 'top1'").n) == [0, 50]
+    record = json.loads((copy / "sweep" / sweep.PLAN_FILE).read_text())  # what made it so: relative paths
+    assert scratch_result.as_posix() in {output for task in record["tasks"] for output in task["outputs"]}
+
+
+class _RunsCode:
+    """A pickle that runs a shell command when it is loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_plan_file_cannot_run_code(tmp_path, capsys):
+    import json
+    import pickle
+
+    marker = tmp_path / "code_ran"
+    # a sweep folder from before plan.json (or one an attacker made): only a plan.pkl, which is never unpickled
+    old = tmp_path / "old_sweep" / "sweep"
+    old.mkdir(parents=True)
+    (old / "plan.pkl").write_bytes(pickle.dumps(_RunsCode(marker)))
+    (old / sweep.STATE_FILE).write_text(json.dumps({"tasks": {}, "launches": []}))
+    for read in (sweep.status, lambda folder: sweep.collect(folder, "old_sweep", tmp_path / "r.csv")):
+        with pytest.raises(sweep.PlanFileError, match="lab sweep launch"):
+            read(old)
+    assert main(["sweep", "status", "+experiment=sweep_toy", f"root={tmp_path}", "name=old_sweep"]) == 2
+    assert not marker.exists()
+
+    # a launched sweep: its plan is data (plan.json); a plan.pkl planted beside it is ignored, and the local runner
+    # got its tasks through a pipe, so no pickled plan lies in the sweep folder
+    def touch(name: str) -> sweep.Task:
+        path = tmp_path / "new_sweep" / "out" / name
+        return sweep.Task(key=name, stage="touch", fn=Path.touch, job=path, outputs=[str(path)])
+
+    (tmp_path / "new_sweep" / "out").mkdir(parents=True)
+    plan = sweep.Plan("new_sweep", str(tmp_path), [touch("a"), touch("b")], [{"task": "a"}, {"task": "b"}])
+    sweep.execute(plan, LauncherConfig(name="local", max_parallel=1, timeout_min=5), poll_seconds=0.2)
+    assert not list(plan.folder.glob("*.pkl"))
+    (plan.folder / "plan.pkl").write_bytes(pickle.dumps(_RunsCode(marker)))
+    assert sweep.status(plan.folder).state.tolist() == ["done", "done"]
+    assert not marker.exists()
+
+    # a crafted plan.json can only name files inside the sweep's own folder
+    record = json.loads((plan.folder / sweep.PLAN_FILE).read_text())
+    for bad in ("../../../etc/passwd", "/etc/passwd", "out/../../x"):
+        record["tasks"][0]["outputs"] = [bad]
+        (plan.folder / sweep.PLAN_FILE).write_text(json.dumps(record))
+        with pytest.raises(sweep.PlanFileError, match="not a path inside the sweep's folder"):
+            sweep.status(plan.folder)
+    (plan.folder / sweep.PLAN_FILE).write_text('{"format": 1, "tasks": [')
+    with pytest.raises(sweep.PlanFileError, match="not valid JSON"):
+        sweep.status(plan.folder)
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"comment=x\ntouch /tmp/lab_injected #": "y"}, "not an sbatch option name"),
     ({"comment\n": "y"}, "not an sbatch option name"),

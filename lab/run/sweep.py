@@ -10,6 +10,11 @@ executes the same plan (`run_tasks`): at most `max_parallel` jobs at once, each 
 done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
 submits only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and
 the stage resumes from its last checkpoint.
+
+A launched sweep's folder (`<root>/<name>/sweep`) records the plan as data, never as code: `plan.json` holds the
+task keys, stages, outputs (relative to `<root>/<name>`, so a moved or copied sweep reads its own results),
+dependencies and points, and is all that `status` and `collect` read. The runnable tasks reach the local
+runner through a pipe, not a file anyone could replace.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
@@ -39,7 +44,9 @@ from lab.core.results import results_table, write_table
 from lab.core.rundir import RunDir, atomic_write_json
 
 STATE_FILE = "state.json"
-PLAN_FILE = "plan.pkl"
+PLAN_FILE = "plan.json"  # what status and collect read: data only (PLAN_FORMAT)
+LEGACY_PLAN_FILE = "plan.pkl"  # sweeps launched before issue 18; never unpickled (it could run code), see load_plan
+PLAN_FORMAT = 1
 LOCAL_STATUS_FILE = "local_runner.json"
 LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
@@ -69,6 +76,10 @@ def check_axes(n: Sequence[int], s: Sequence[int], seeds: Sequence[int], prefix:
     if any(not 0 <= value <= MAX_SEED for value in seeds):
         raise ConfigError(f"{prefix}seeds must be between 0 and {MAX_SEED} (random generators take no negative "
                           f"seed), got {list(seeds)}")
+
+
+class PlanFileError(ConfigError):
+    """A sweep folder whose plan record cannot be read: missing, from before plan.json, or not a valid record."""
 
 
 @dataclass
@@ -148,24 +159,25 @@ def load_state(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"tasks": {}, "launches": []}
 
 
-def _active_keys(plan: Plan, state: dict[str, Any], executor: str) -> set[str]:
+def _active_keys(folder: Path, state: dict[str, Any], executor: str) -> set[str]:
     """Tasks whose latest job is still queued or running (they must not be submitted twice)."""
     latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
-    states = job_states(plan, latest, executor)
+    states = job_states(folder, latest, executor)
     return {key for key, job_state in states.items() if job_state in ACTIVE_STATES}
 
 
-def job_states(plan: Plan, latest: dict[str, str], executor: str) -> dict[str, str]:
-    """Scheduler state of each task's latest job ('COMPLETED', 'FAILED', 'RUNNING', ...)."""
+def job_states(folder: Path | Plan, latest: dict[str, str], executor: str) -> dict[str, str]:
+    """Scheduler state of each task's latest job ('COMPLETED', 'FAILED', 'RUNNING', ...); `folder`: the sweep's."""
+    folder = folder.folder if isinstance(folder, Plan) else Path(folder)
     if executor == "slurm":
         from lab.run.slurm import job_states as slurm_states
 
         by_job = slurm_states(list(latest.values()))
         return {key: by_job[job_id] for key, job_id in latest.items()}
-    local = plan.folder / LOCAL_STATUS_FILE
+    local = folder / LOCAL_STATUS_FILE
     runner = json.loads(local.read_text()) if local.exists() else {}
     states = {key: runner.get(key, {}).get("state", "PENDING") for key in latest}
-    if not _local_runner_alive(plan.folder):  # killed or crashed: nothing will move its tasks on, so resubmit them
+    if not _local_runner_alive(folder):  # killed or crashed: nothing will move its tasks on, so resubmit them
         states = {key: "LOST" if state in ACTIVE_STATES else state for key, state in states.items()}
     return states
 
@@ -191,15 +203,17 @@ def _local_runner_alive(folder: Path) -> bool:
 
 
 def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
-    """Submit every task not done and not in flight; returns at once except with the debug executor."""
+    """Submit every task not done and not in flight; returns at once except with the debug executor. Writes
+    plan.json (what status and collect read) first."""
     validate_launcher(launcher)
     folder = plan.folder
+    record = plan_record(plan)  # a task writing outside the sweep's folder fails before anything is submitted
     folder.mkdir(parents=True, exist_ok=True)
     state = load_state(folder)
-    active = _active_keys(plan, state, launcher.name) if state["tasks"] else set()
+    active = _active_keys(folder, state, launcher.name) if state["tasks"] else set()
     todo = [t for t in plan.tasks if not t.done() and t.key not in active]
-    with open(folder / PLAN_FILE, "wb") as handle:
-        pickle.dump(plan, handle)
+    atomic_write_json(folder / PLAN_FILE, record)
+    (folder / LEGACY_PLAN_FILE).unlink(missing_ok=True)  # never read again; plan.json replaces it
     submitted: dict[str, str] = {}
     if todo and launcher.name == "slurm":
         submitted = _submit_slurm(todo, plan, launcher, folder, state)
@@ -212,7 +226,7 @@ def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
                               "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)})
     atomic_write_json(folder / STATE_FILE, state)
     if todo and launcher.name != "slurm":
-        _start_local_runner(folder, launcher, [t.key for t in todo])
+        _start_local_runner(folder, launcher, [t.key for t in todo], plan)
     return state["launches"][-1]
 
 
@@ -250,20 +264,29 @@ def launcher_json(launcher: LauncherConfig) -> str:
     return json.dumps({**launcher.__dict__, "extra_sbatch": plain_dict(launcher.extra_sbatch)})
 
 
-def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str]) -> None:
+def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str], plan: Plan) -> None:
+    """Run `keys` of the plan: in this process (debug), else in a detached runner that gets the pickled plan
+    through its stdin (no plan pickle on disk for anyone to replace)."""
     atomic_write_json(folder / LOCAL_STATUS_FILE, {k: {"state": "PENDING"} for k in keys})
     if launcher.name == "debug":
-        run_plan_locally(folder, launcher)
+        run_plan_locally(folder, launcher, plan)
         return
-    log = open(folder / "local_runner.log", "a")
-    runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), launcher_json(launcher)],
-                              stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    payload = pickle.dumps(plan)
+    with open(folder / "local_runner.log", "a") as log:
+        runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), launcher_json(launcher)],
+                                  stdout=log, stderr=log, stdin=subprocess.PIPE, start_new_session=True)
     (folder / LOCAL_PID_FILE).write_text(str(runner.pid))
+    try:
+        assert runner.stdin is not None
+        runner.stdin.write(payload)
+        runner.stdin.close()
+    except BrokenPipeError:  # the runner died before reading the plan: its log says why, status shows LOST
+        pass
 
 
-def run_plan_locally(folder: Path, launcher: LauncherConfig) -> None:
-    """The local runner: execute the tasks listed in the runner's status file, recording each one's state."""
-    plan = load_plan(folder)
+def run_plan_locally(folder: Path, launcher: LauncherConfig, plan: Plan) -> None:
+    """The local runner: execute the tasks of `plan` listed in the runner's status file, recording each one's
+    state."""
     status_path = folder / LOCAL_STATUS_FILE
     status = json.loads(status_path.read_text())
 
@@ -386,9 +409,78 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
     return outcomes
 
 
+def plan_record(plan: Plan) -> dict[str, Any]:
+    """What status and collect need of a plan, as JSON data: task keys, stages, outputs relative to the sweep's
+    own folder (`<root>/<name>`), dependencies, points. Raises ValueError for an output outside that folder."""
+    base = Path(os.path.abspath(plan.folder.parent))
+
+    def relative(task: Task, output: str) -> str:
+        try:
+            return Path(os.path.abspath(output)).relative_to(base).as_posix()
+        except ValueError:
+            raise ValueError(f"task {task.key}: its output {output} lies outside the sweep's folder {base}; a plan's "
+                             f"outputs must lie in it, so that a moved or copied sweep reads its own") from None
+
+    return {"format": PLAN_FORMAT, "name": plan.name, "points": plan.points,
+            "tasks": [{"key": t.key, "stage": t.stage, "outputs": [relative(t, o) for o in t.outputs],
+                       "depends": list(t.depends)} for t in plan.tasks]}
+
+
+def _record_problem(record: Any) -> str | None:
+    """What makes `record` not a plan.json that plan_record wrote (None when nothing does)."""
+    if not isinstance(record, dict) or record.get("format") != PLAN_FORMAT:
+        return f"not a plan record of format {PLAN_FORMAT}"
+    tasks, points = record.get("tasks"), record.get("points")
+    if not isinstance(tasks, list) or not isinstance(points, list):
+        return "'tasks' and 'points' must be lists"
+    keys: set[Any] = set()
+    for task in tasks:
+        if not isinstance(task, dict) or set(task) != {"key", "stage", "outputs", "depends"}:
+            return f"a task must hold exactly key, stage, outputs and depends: {str(task)[:200]}"
+        if not isinstance(task["key"], str) or not isinstance(task["stage"], str) or task["key"] in keys:
+            return f"task key {task['key']!r}: keys and stages are strings, each key appears once"
+        keys.add(task["key"])
+    for task in tasks:
+        for output in task["outputs"] if isinstance(task["outputs"], list) else [None]:
+            path = PurePosixPath(output) if isinstance(output, str) else None
+            if path is None or not output or path.is_absolute() or ".." in path.parts or "\\" in output:
+                return (f"task {task['key']}: output {output!r} is not a path inside the sweep's folder (relative, "
+                        f"without '..')")
+        if not isinstance(task["depends"], list) or any(not isinstance(d, str) or d not in keys
+                                                        for d in task["depends"]):
+            return f"task {task['key']}: depends on {task['depends']!r}, not only on tasks of the plan"
+    for point in points:
+        if not isinstance(point, dict) or not isinstance(point.get("task"), str) or point["task"] not in keys:
+            return f"point {str(point)[:200]} does not name a task of the plan"
+    return None
+
+
 def load_plan(folder: Path) -> Plan:
-    with open(folder / PLAN_FILE, "rb") as handle:
-        return pickle.load(handle)
+    """The launched plan of the sweep in `folder`, from its plan.json (data only, never code): tasks without their
+    jobs (fn and job are None), their outputs under this folder's parent, wherever the sweep was launched; so a
+    moved or copied sweep reports its own results. A folder with only a plan.pkl (launched before plan.json) is
+    refused: unpickling a file from a shared folder could run anyone's code."""
+    folder = Path(os.path.abspath(folder))
+    path = folder / PLAN_FILE
+    relaunch = ("run `lab sweep launch` again with the sweep's overrides to write it (it submits nothing that is "
+                "done, queued or running)")
+    if not path.exists():
+        if (folder / LEGACY_PLAN_FILE).exists():
+            raise PlanFileError(f"{folder} was launched before plan.json existed: its {LEGACY_PLAN_FILE} is not "
+                                f"read, since unpickling a file from a shared folder could run code; {relaunch}")
+        raise PlanFileError(f"no sweep launched at {folder} (no {PLAN_FILE})")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PlanFileError(f"{path} is not valid JSON ({error}); {relaunch}") from None
+    problem = _record_problem(record)
+    if problem:
+        raise PlanFileError(f"{path}: {problem}; {relaunch}")
+    base = folder.parent
+    tasks = [Task(key=t["key"], stage=t["stage"], fn=None, job=None,  # type: ignore[arg-type]
+                  outputs=[str(base / output) for output in t["outputs"]], depends=list(t["depends"]))
+             for t in record["tasks"]]
+    return Plan(name=base.name, root=str(base.parent), tasks=tasks, points=record["points"])
 
 
 def _error_line(folder: Path, job_id: str, executor: str, local: dict[str, Any], key: str) -> str:
@@ -405,7 +497,7 @@ def status(folder: Path) -> pd.DataFrame:
     plan, state = load_plan(folder), load_state(folder)
     executor = state.get("executor", "local")
     latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
-    scheduler = job_states(plan, latest, executor)
+    scheduler = job_states(folder, latest, executor)
     local_path = folder / LOCAL_STATUS_FILE
     local = json.loads(local_path.read_text()) if local_path.exists() else {}
     rows = []
@@ -530,4 +622,4 @@ if __name__ == "__main__":  # the detached local runner: python -m lab.run.sweep
     signal.signal(signal.SIGINT, signal.default_int_handler)  # stop_local_runner's signal, even if inherited ignored
     from lab.run.sweep import run_plan_locally as runner  # the importable module's: jobs pickle lab.run.sweep.StageCall
 
-    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])))
+    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])), pickle.load(sys.stdin.buffer))
