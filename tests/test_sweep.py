@@ -253,6 +253,112 @@ def test_a_crafted_plan_file_cannot_run_code(tmp_path, capsys):
         sweep.status(plan.folder)
 
 
+def test_simultaneous_launches_of_one_sweep_submit_each_task_once(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "race" / "out").mkdir(parents=True)
+    go = tmp_path / "go"
+    child = f"""
+import json, sys, time
+from pathlib import Path
+from lab.core.launcher import LauncherConfig
+from lab.run import sweep
+root = Path({str(tmp_path)!r})
+tasks = [sweep.Task(key=f"t{{i}}", stage="touch", fn=Path.touch, job=root / "race" / "out" / str(i),
+                    outputs=[str(root / "race" / "out" / str(i))]) for i in range(4)]
+plan = sweep.Plan("race", str(root), tasks, [{{"task": t.key}} for t in tasks])
+read = sweep.load_state
+def slow_read(folder):  # widen the window between reading state.json and writing it back
+    state = read(folder)
+    time.sleep(1.5)
+    return state
+sweep.load_state = slow_read
+print("ready", flush=True)
+while not Path({str(go)!r}).exists():
+    time.sleep(0.01)
+print(json.dumps(sweep.launch(plan, LauncherConfig(name="local", max_parallel=1, timeout_min=5))), flush=True)
+"""
+    children = [subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                                 cwd=Path(__file__).resolve().parents[1]) for _ in range(2)]
+    for process in children:
+        assert process.stdout.readline().strip() == "ready"
+    go.touch()
+    launches = [json.loads(process.communicate(timeout=120)[0].splitlines()[-1]) for process in children]
+    assert sorted(launch["submitted"] for launch in launches) == [0, 4]
+    state = sweep.load_state(tmp_path / "race" / "sweep")
+    assert len(state["launches"]) == 2  # neither launch record is lost
+    assert all(len(info["job_ids"]) == 1 for info in state["tasks"].values())
+    deadline = time.time() + 120
+    while not all((tmp_path / "race" / "out" / str(i)).exists() for i in range(4)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert (sweep.status(tmp_path / "race" / "sweep").state == "done").all()
+
+
+class FakeSlurm:
+    """A Slurm executor that records each array's dependency and fails the `fail_at`-th sbatch."""
+
+    fail_at = 0
+    calls: list[dict] = []
+    next_job = 100
+
+    def __init__(self, folder, launcher) -> None:
+        self.parameters: dict = {}
+
+    def update_parameters(self, **parameters) -> None:
+        self.parameters.update(parameters)
+
+    def map_array(self, fn, jobs):
+        from types import SimpleNamespace
+
+        import submitit
+
+        if len(FakeSlurm.calls) + 1 == FakeSlurm.fail_at:
+            FakeSlurm.fail_at = 0
+            raise submitit.core.utils.FailedJobError("sbatch: error: Batch job submission failed: injected failure")
+        FakeSlurm.next_job += 1
+        FakeSlurm.calls.append({"job": str(FakeSlurm.next_job), "dependency": self.parameters.get("dependency"),
+                                "stage": self.parameters["job_name"].rsplit("-", 1)[-1],
+                                "jobs": [getattr(job, "pretrain", job) for job in jobs]})
+        if len(jobs) == 1:  # as submitit does: one task is a plain job, not an array
+            return [SimpleNamespace(job_id=str(FakeSlurm.next_job))]
+        return [SimpleNamespace(job_id=f"{FakeSlurm.next_job}_{i}") for i in range(len(jobs))]
+
+
+@pytest.fixture
+def fake_slurm(monkeypatch):
+    from lab.run import slurm
+    from lab.run.launch import EXECUTORS
+
+    monkeypatch.setitem(EXECUTORS._entries_discovered(), "slurm", FakeSlurm)
+    monkeypatch.setattr(slurm, "max_array_size", lambda: 1001)
+    monkeypatch.setattr(slurm, "job_states", lambda ids: {job: "PENDING" for job in ids})
+    FakeSlurm.calls, FakeSlurm.fail_at = [], 0
+    return FakeSlurm
+
+
+def test_a_failed_sbatch_part_way_leaves_the_submitted_jobs_recorded(tmp_path, fake_slurm):
+    from lab.run.slurm import SlurmError
+
+    config = toy_sweep(tmp_path, "launcher=slurm")
+    plan = plan_sweep(config)
+    fake_slurm.fail_at = 2  # the render array goes in, the first pre-training's sbatch fails
+    with pytest.raises(SlurmError, match="launching again submits only the rest"):
+        sweep.launch(plan, config.launcher)
+    state = sweep.load_state(plan.folder)
+    renders = [t.key for t in plan.tasks if t.stage == "render"]
+    assert {key: info["job_ids"] for key, info in state["tasks"].items()} == {
+        key: [f"101_{i}"] for i, key in enumerate(renders)}
+    assert state["launches"][-1]["submitted"] == 3 and "injected failure" in state["launches"][-1]["error"]
+
+    relaunched = sweep.launch(plan, config.launcher)
+    assert relaunched["skipped_active"] == 3 and relaunched["submitted"] == len(plan.tasks) - 3
+    stages = [call["stage"] for call in fake_slurm.calls]
+    assert stages.count("render") == 1 and stages.count("finetune") == 3  # no render array twice
+    assert fake_slurm.calls[1]["dependency"] == "afterok:101"  # the recorded render jobs
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"comment=x\ntouch /tmp/lab_injected #": "y"}, "not an sbatch option name"),
     ({"comment\n": "y"}, "not an sbatch option name"),

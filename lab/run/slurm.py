@@ -97,12 +97,22 @@ def check_request(partition: str, *, cpus_per_task: int, tasks_per_node: int, no
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
-    """Slurm state of each job or array task id (e.g. '12' or '12_3'), from accounting."""
+    """Slurm state of each job or array task id (e.g. '12' or '12_3'): the controller's (squeue) for jobs still
+    queued or running, since accounting lags behind it and lists a pending array's tasks not at all; accounting's
+    (sacct) for finished ones; 'UNKNOWN' for ids neither knows."""
     if not job_ids:
         return {}
-    out = _run("sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted({j.split("_")[0] for j in job_ids})))
+    arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+    out = _run("sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays)
     states: dict[str, str] = {}
     for line in out.splitlines():
         job_id, state = line.split("|")[:2]
         states[job_id] = state.split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+    queued = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", arrays], capture_output=True, text=True,
+                            timeout=60)
+    if queued.returncode == 0:  # non-zero: none of the jobs is in the queue any more ("Invalid job id")
+        for line in queued.stdout.splitlines():
+            if "|" in line:
+                job_id, state = line.strip().split("|")[:2]
+                states[job_id] = state
     return {j: states.get(j, "UNKNOWN") for j in job_ids}

@@ -13,24 +13,28 @@ the stage resumes from its last checkpoint.
 
 A launched sweep's folder (`<root>/<name>/sweep`) records the plan as data, never as code: `plan.json` holds the
 task keys, stages, outputs (relative to `<root>/<name>`, so a moved or copied sweep reads its own results),
-dependencies and points, and is all that `status` and `collect` read. The runnable tasks reach the local
-runner through a pipe, not a file anyone could replace.
+dependencies and points, and is all that `status` and `collect` read; `state.json` records every submission as
+it happens. The runnable tasks reach the local runner through a pipe, not a file anyone could replace. One launch
+of a sweep runs at a time (`launch.lock`): a second waits, then submits only what the first did not.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import submitit
@@ -47,6 +51,7 @@ STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"  # what status and collect read: data only (PLAN_FORMAT)
 LEGACY_PLAN_FILE = "plan.pkl"  # sweeps launched before issue 18; never unpickled (it could run code), see load_plan
 PLAN_FORMAT = 1
+LAUNCH_LOCK_FILE = "launch.lock"
 LOCAL_STATUS_FILE = "local_runner.json"
 LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
@@ -202,38 +207,78 @@ def _local_runner_alive(folder: Path) -> bool:
     return True
 
 
+@contextmanager
+def launch_lock(folder: Path) -> Iterator[None]:
+    """Hold the sweep's launch lock: one launch at a time reads state.json, submits and records; a second launch
+    of the same sweep waits here (saying so), then finds the first one's tasks done, queued or running."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LAUNCH_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    with os.fdopen(fd, "r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "another process"
+            print(f"{folder}: waiting for the launch of this sweep by {holder} to finish", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
-    """Submit every task not done and not in flight; returns at once except with the debug executor. Writes
-    plan.json (what status and collect read) first."""
+    """Submit every task not done and not in flight; returns at once except with the debug executor.
+
+    Under the sweep's launch lock: writes plan.json, then records each submission in state.json as it happens, so
+    a launch that fails part-way (an sbatch error) leaves every job it did submit tracked, and launching again
+    submits only the rest. The failed launch's record says what went wrong."""
     validate_launcher(launcher)
     folder = plan.folder
     record = plan_record(plan)  # a task writing outside the sweep's folder fails before anything is submitted
-    folder.mkdir(parents=True, exist_ok=True)
-    state = load_state(folder)
-    active = _active_keys(folder, state, launcher.name) if state["tasks"] else set()
-    todo = [t for t in plan.tasks if not t.done() and t.key not in active]
-    atomic_write_json(folder / PLAN_FILE, record)
-    (folder / LEGACY_PLAN_FILE).unlink(missing_ok=True)  # never read again; plan.json replaces it
-    submitted: dict[str, str] = {}
-    if todo and launcher.name == "slurm":
-        submitted = _submit_slurm(todo, plan, launcher, folder, state)
-    elif todo:
-        submitted = {t.key: "local" for t in todo}
-    for key, job_id in submitted.items():
-        state["tasks"].setdefault(key, {"stage": plan.task(key).stage, "job_ids": []})["job_ids"].append(job_id)
-    state.update(name=plan.name, executor=launcher.name, points=plan.points)
-    state["launches"].append({"time": time.time(), "executor": launcher.name, "submitted": len(submitted),
-                              "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)})
-    atomic_write_json(folder / STATE_FILE, state)
-    if todo and launcher.name != "slurm":
-        _start_local_runner(folder, launcher, [t.key for t in todo], plan)
-    return state["launches"][-1]
+    with launch_lock(folder):
+        state = load_state(folder)
+        active = _active_keys(folder, state, launcher.name) if state["tasks"] else set()
+        todo = [t for t in plan.tasks if not t.done() and t.key not in active]
+        atomic_write_json(folder / PLAN_FILE, record)
+        (folder / LEGACY_PLAN_FILE).unlink(missing_ok=True)  # never read again; plan.json replaces it
+        entry = {"time": time.time(), "executor": launcher.name, "submitted": 0,
+                 "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)}
+        state.update(name=plan.name, points=plan.points)
+        state["launches"].append(entry)
+
+        def submitted(jobs: dict[str, str]) -> None:
+            """Record jobs the moment they are submitted (state.json is rewritten atomically each time)."""
+            for key, job_id in jobs.items():
+                state["tasks"].setdefault(key, {"stage": plan.task(key).stage, "job_ids": []})["job_ids"].append(job_id)
+            entry["submitted"] += len(jobs)
+            if jobs:
+                state["executor"] = launcher.name  # the scheduler that status asks about the latest jobs
+            atomic_write_json(folder / STATE_FILE, state)
+
+        try:
+            if todo and launcher.name == "slurm":
+                _submit_slurm(todo, plan, launcher, folder, state, submitted)
+            else:
+                submitted({t.key: "local" for t in todo})
+        except BaseException as error:
+            entry["error"] = first_error_line(error)
+            atomic_write_json(folder / STATE_FILE, state)
+            raise
+        if todo and launcher.name != "slurm":
+            _start_local_runner(folder, launcher, [t.key for t in todo], plan)
+        return entry
 
 
-def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder: Path,
-                  state: dict[str, Any]) -> dict[str, str]:
-    """Tasks of one stage with the same parents -> one array (split at MaxArraySize), afterok on the parents."""
-    from lab.run.slurm import max_array_size
+def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder: Path, state: dict[str, Any],
+                  record: Callable[[dict[str, str]], None]) -> None:
+    """Tasks of one stage with the same parents -> one array (split at MaxArraySize), afterok on the parents;
+    `record` gets each array's jobs as soon as sbatch accepted it."""
+    from lab.run.slurm import SlurmError, max_array_size
 
     executor = EXECUTORS.get("slurm")(folder / "jobs", launcher)
     job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
@@ -254,10 +299,17 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
         limit = max_array_size() - 1
         for start in range(0, len(tasks), limit):
             chunk = tasks[start : start + limit]
-            jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])
-            submitted.update({t.key: str(j.job_id) for t, j in zip(chunk, jobs)})
+            try:
+                jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])
+            except Exception as error:
+                raise SlurmError(
+                    f"sbatch failed for {len(chunk)} {chunk[0].stage} task(s) after {len(submitted)} of {len(todo)} "
+                    f"were submitted; those are recorded in {folder / STATE_FILE}, so launching again submits only "
+                    f"the rest: {error_line(str(error)) or type(error).__name__}") from error
+            ids = {t.key: str(j.job_id) for t, j in zip(chunk, jobs)}
+            submitted.update(ids)
+            record(ids)
     executor.update_parameters(dependency=None)
-    return submitted
 
 
 def launcher_json(launcher: LauncherConfig) -> str:

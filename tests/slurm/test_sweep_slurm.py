@@ -164,6 +164,42 @@ def test_two_task_job_trains_with_the_torus_allreduce_selected_by_config(slurm_p
 # --- issue 18 ------------------------------------------------------------------------------------------------------
 
 
+def test_a_failed_sbatch_part_way_leaves_every_submitted_job_tracked(slurm_partition, tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    real = shutil.which("sbatch")
+    fake = tmp_path / "bin" / "sbatch"  # the second sbatch of the launch fails, as a full queue or a bad QOS would
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+count=$(( $(cat {tmp_path}/sbatch_calls 2>/dev/null || echo 0) + 1 ))
+echo $count > {tmp_path}/sbatch_calls
+if [ $count -eq 2 ]; then echo "sbatch: error: Batch job submission failed: injected" >&2; exit 1; fi
+exec {real} "$@"
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0,100]", "study.pretrain.steps=4",
+                         "study.finetune.steps=4")
+    plan = plan_sweep(config)
+    with pytest.raises(SlurmError, match="injected"):
+        sweep.launch(plan, config.launcher)
+    state = sweep.load_state(plan.folder)
+    renders = [t.key for t in plan.tasks if t.stage == "render"]
+    assert sorted(state["tasks"]) == sorted(renders)  # the render array was submitted, and recorded at once
+    render_jobs = {state["tasks"][key]["job_ids"][0] for key in renders}
+    assert all(job_states([job])[job] != "UNKNOWN" for job in render_jobs)  # real jobs, in the queue
+
+    monkeypatch.undo()  # sbatch works again: the relaunch submits only the rest, after the recorded renders
+    relaunched = sweep.launch(plan, config.launcher)
+    assert relaunched["skipped_active"] + relaunched["skipped_done"] >= len(renders)
+    assert relaunched["submitted"] == len(plan.tasks) - len(renders)
+    state = sweep.load_state(plan.folder)
+    assert all(len(state["tasks"][key]["job_ids"]) == 1 for key in renders)  # no render submitted twice
+    table = wait_until_settled(plan.folder)
+    assert table.state.tolist() == ["done", "done"], table.to_string()
+
+
 def test_extra_sbatch_is_checked_like_the_named_options(slurm_partition, tmp_path):
     marker = tmp_path / "injected"
     config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0]")
