@@ -356,7 +356,28 @@ def test_a_failed_sbatch_part_way_leaves_the_submitted_jobs_recorded(tmp_path, f
     assert relaunched["skipped_active"] == 3 and relaunched["submitted"] == len(plan.tasks) - 3
     stages = [call["stage"] for call in fake_slurm.calls]
     assert stages.count("render") == 1 and stages.count("finetune") == 3  # no render array twice
-    assert fake_slurm.calls[1]["dependency"] == "afterok:101"  # the recorded render jobs
+    assert fake_slurm.calls[1]["dependency"] == "afterok:101_0:101_1:101_2"  # the recorded render jobs
+
+
+def test_a_finetune_depends_only_on_its_own_pretraining(tmp_path, fake_slurm):
+    config = toy_sweep(tmp_path, "launcher=slurm", "study.s=[10,20]")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    stages = [call["stage"] for call in fake_slurm.calls]
+    assert stages == ["render", "pretrain", "pretrain", "finetune", "finetune", "finetune"]
+    render = fake_slurm.calls[0]
+    state = sweep.load_state(plan.folder)
+    pretrain_jobs = {state["tasks"][t.key]["job_ids"][-1] for t in plan.tasks if t.stage == "pretrain"}
+    assert len(pretrain_jobs) == 2 and not any("_" in job for job in pretrain_jobs)  # a job each, not one array
+    for call in fake_slurm.calls[1:3]:
+        assert call["dependency"] == f"afterok:{render['job']}"  # every render task: the whole array
+    for call in fake_slurm.calls[3:]:
+        assert len(call["jobs"]) == 2  # the fine-tunes of one pre-training (both s) are one array
+        if call["jobs"][0] is None:  # from scratch: no parent
+            assert call["dependency"] is None
+            continue
+        parent = next(t for t in plan.tasks if t.stage == "pretrain" and t.job.pretrain == call["jobs"][0])
+        assert call["dependency"] == f"afterok:{state['tasks'][parent.key]['job_ids'][-1]}"  # its own, only
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -4,8 +4,9 @@ Every study (the demo, the digits sweeps, Figure 1, the text study, the paper's 
 plans its work once as a `Plan`: `Task`s (render slices, pre-trainings, fine-tunes, ...) in dependency order,
 plus the `points` of the study (the swept values of each fine-tune). `launch` submits what is missing, `status`
 tells where each point is, `collect` writes the tidy results table; `run_to_completion` is the three in a row.
-On Slurm, tasks of one stage that share their parents become one job array, submitted with `afterok` on the
-parents' jobs, so one pre-training serves all the fine-tunes that use it. Locally (`local`, `debug`), a runner
+On Slurm, tasks of one stage that share their parents and their dependents become one job array, submitted with
+`afterok` on the parents' jobs, so one pre-training serves all the fine-tunes that use it, and each fine-tune
+waits only for its own pre-training. Locally (`local`, `debug`), a runner
 executes the same plan (`run_tasks`): at most `max_parallel` jobs at once, each task as soon as its parents are
 done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
 submits only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and
@@ -274,24 +275,45 @@ def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
         return entry
 
 
+def _dependency(parent_jobs: set[str], arrays: dict[str, set[str]]) -> list[str]:
+    """The job ids a job waits on: each parent's own job or array task ('12_3', never all of array 12 for one of
+    its tasks); an array this launch submitted whose every task is a parent is named once ('12')."""
+    ids: set[str] = set()
+    for job_id in parent_jobs:
+        array = job_id.split("_")[0]
+        ids.add(array if array in arrays and arrays[array] <= parent_jobs else job_id)
+    return sorted(ids, key=lambda j: [int(part) if part.isdigit() else part for part in j.split("_")])
+
+
 def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder: Path, state: dict[str, Any],
                   record: Callable[[dict[str, str]], None]) -> None:
-    """Tasks of one stage with the same parents -> one array (split at MaxArraySize), afterok on the parents;
-    `record` gets each array's jobs as soon as sbatch accepted it."""
+    """Tasks of one stage with the same parents and the same dependents -> one array (split at MaxArraySize),
+    afterok on the parents' jobs; `record` gets each array's jobs as soon as sbatch accepted it.
+
+    So the fine-tunes of one pre-training are one array, and each pre-training (whose fine-tunes are its own) is a
+    job of its own: a fine-tune waits only for its own pre-training, and cancelling or failing one pre-training
+    cancels only its fine-tunes. (A dependency on one task of a pre-training array would say the same, but Slurm
+    counts a still-pending array task that is cancelled as a satisfied dependency, and would start its fine-tunes.)"""
     from lab.run.slurm import SlurmError, max_array_size
 
     executor = EXECUTORS.get("slurm")(folder / "jobs", launcher)
     job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
     rank = {stage: i for i, stage in enumerate(dict.fromkeys(t.stage for t in plan.tasks))}
+    children: dict[str, list[str]] = {t.key: [] for t in plan.tasks}
+    for task in plan.tasks:
+        for parent in task.depends:
+            children[parent].append(task.key)
 
     done = {key: plan.task(key).done() for t in todo for key in t.depends}  # each output checked once
     parents_of = {t.key: tuple(sorted(d for d in t.depends if not done[d])) for t in todo}
 
     submitted: dict[str, str] = {}
-    ordered = sorted(todo, key=lambda t: (rank[t.stage], parents_of[t.key]))
-    for (_, fn, parents), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, parents_of[t.key])):
+    arrays: dict[str, set[str]] = {}  # array job id -> its task ids, for the arrays this launch submitted
+    ordered = sorted(todo, key=lambda t: (rank[t.stage], parents_of[t.key], sorted(children[t.key])))
+    for (_, fn, parents, _), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, parents_of[t.key],
+                                                                      sorted(children[t.key]))):
         tasks = list(tasks)
-        parent_jobs = sorted({(submitted.get(p) or job_of[p]).split("_")[0] for p in parents})
+        parent_jobs = _dependency({submitted.get(p) or job_of[p] for p in parents}, arrays)
         # kill-on-invalid-dep: a job whose parent failed is cancelled instead of pending forever
         extra = {**launcher.extra_sbatch, **({"kill-on-invalid-dep": "yes"} if parent_jobs else {})}
         executor.update_parameters(dependency=f"afterok:{':'.join(parent_jobs)}" if parent_jobs else None,
@@ -300,7 +322,7 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
         for start in range(0, len(tasks), limit):
             chunk = tasks[start : start + limit]
             try:
-                jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])
+                jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])  # one task: a plain job
             except Exception as error:
                 raise SlurmError(
                     f"sbatch failed for {len(chunk)} {chunk[0].stage} task(s) after {len(submitted)} of {len(todo)} "
@@ -308,6 +330,7 @@ def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder
                     f"the rest: {error_line(str(error)) or type(error).__name__}") from error
             ids = {t.key: str(j.job_id) for t, j in zip(chunk, jobs)}
             submitted.update(ids)
+            arrays[str(jobs[0].job_id).split("_")[0]] = set(ids.values())
             record(ids)
     executor.update_parameters(dependency=None)
 

@@ -200,6 +200,26 @@ exec {real} "$@"
     assert table.state.tolist() == ["done", "done"], table.to_string()
 
 
+def test_cancelling_one_pretraining_cancels_only_its_own_finetunes(slurm_partition, tmp_path):
+    config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0,100,200]", "study.pretrain.steps=4",
+                         "study.finetune.steps=4")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    state = sweep.load_state(plan.folder)
+    point = {p["n"]: p["task"] for p in plan.points}
+    own_pretrain = {n: plan.task(point[n]).depends[0] for n in (100, 200)}
+    pretrain_jobs = {n: state["tasks"][key]["job_ids"][-1] for n, key in own_pretrain.items()}
+    assert pretrain_jobs[100] != pretrain_jobs[200] and "_" not in pretrain_jobs[100] + pretrain_jobs[200]
+    finetune_job = state["tasks"][point[200]]["job_ids"][-1]
+    shown = subprocess.run(["scontrol", "show", "job", finetune_job], capture_output=True, text=True).stdout
+    assert f"afterok:{pretrain_jobs[200]}" in shown and pretrain_jobs[100] not in shown, shown
+
+    subprocess.run(["scancel", pretrain_jobs[100]], check=True)  # still pending on the renders
+    table = wait_until_settled(plan.folder).set_index("n")
+    assert table.loc[100, "state"] == "cancelled", table.to_string()
+    assert table.loc[200, "state"] == "done" and table.loc[0, "state"] == "done", table.to_string()
+
+
 def test_extra_sbatch_is_checked_like_the_named_options(slurm_partition, tmp_path):
     marker = tmp_path / "injected"
     config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0]")
