@@ -443,3 +443,22 @@ def test_the_documented_grid_override_works_without_a_plus(tmp_path):
     with pytest.raises(ConfigError, match="grid.model.name must list the values"):
         plan_sweep(toy_sweep(tmp_path, "grid={model.name: resnet10t}"))
     assert SweepConfig().grid == {} and type(SweepConfig().grid) is dict
+
+
+def test_an_invalid_result_in_a_finished_sweep_is_named_and_its_point_runs_again(tmp_path):
+    import json
+
+    from lab.core.rundir import IntegrityWarning
+
+    config = small_sweep(tmp_path)
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    finetune = plan.task(next(p["task"] for p in plan.points if p["n"] == 50))
+    good = json.loads(Path(finetune.outputs[0]).read_text())
+    Path(finetune.outputs[0]).write_text("{}")  # truncated to an empty object: it exists, but is no result
+    with pytest.warns(IntegrityWarning, match="result.json"):
+        table = sweep.collect(plan.folder, "sweep_toy", tmp_path / "results.csv")  # no KeyError: 'metrics'
+    assert sorted(table[table.metric == "top1"].n) == [0]
+    assert sweep.status(plan.folder).set_index("n").loc[50, "state"] != "done"
+    assert sweep.launch(plan, config.launcher)["submitted"] == 1  # only that fine-tune runs again
+    assert json.loads(Path(finetune.outputs[0]).read_text())["metrics"] == good["metrics"]

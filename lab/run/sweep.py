@@ -46,7 +46,7 @@ from lab.core.config import ConfigError
 from lab.core.launcher import plain_dict
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
 from lab.core.results import results_table, write_table
-from lab.core.rundir import RunDir, atomic_write_json
+from lab.core.rundir import RunDir, atomic_write_json, load_result, result_done
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"  # what status and collect read: data only (PLAN_FORMAT)
@@ -90,7 +90,8 @@ class PlanFileError(ConfigError):
 
 @dataclass
 class Task:
-    """One stage run: `fn(job)`; done when every path in `outputs` exists."""
+    """One stage run: `fn(job)`; done when every path in `outputs` exists, a result.json only when it is valid (an
+    invalid one is named and set aside, so the stage runs again: lab.core.rundir.result_done)."""
 
     key: str
     stage: str
@@ -100,7 +101,7 @@ class Task:
     depends: list[str] = field(default_factory=list)
 
     def done(self) -> bool:
-        return all(Path(p).exists() for p in self.outputs)
+        return all(result_done(p) if Path(p).name == "result.json" else Path(p).exists() for p in self.outputs)
 
 
 @dataclass
@@ -602,8 +603,10 @@ def status(folder: Path) -> pd.DataFrame:
 def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
     """The tidy results table of every finished point, with the swept values as columns."""
     plan = load_plan(folder)
-    finished = [p for p in plan.points if plan.task(p["task"]).done()]
-    results = [json.loads(Path(plan.task(p["task"]).outputs[0]).read_text()) for p in finished]
+    loaded = [(p, load_result(plan.task(p["task"]).outputs[0], required=["metrics"]))
+              for p in plan.points if plan.task(p["task"]).done()]  # an invalid result is named and set aside
+    finished = [p for p, result in loaded if result is not None]
+    results = [result for _, result in loaded if result is not None]
     swept = [{k: v for k, v in p.items() if k not in ("task", "n", "s", "seed", "model", "data")} for p in finished]
     table = results_table(results, experiment, swept)
     if out.suffix == ".parquet":
