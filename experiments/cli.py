@@ -276,6 +276,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                     "writes JSON and a figure.")
     deferred.add(("fit",), fit, "analysis.cli", "add_fit_arguments")
     fit.set_defaults(handler=delegate("analysis.cli", "run_fit"))
+    task_finetune = commands.add_parser(
+        "task-finetune", help="fine-tune a ResNet on your own data (ImageFolder, COCO, ADE20K), from a lab backbone",
+        description="Fine-tune a ResNet from a pre-trained backbone or from scratch on ImageFolder classification, "
+                    "COCO detection or ADE20K segmentation, evaluate on the validation split, print the result. "
+                    "Example: lab task-finetune +experiment=coco_r50 data.root=/data/coco pretrained=PATH/model.pt")
+    deferred.add(("task-finetune",), task_finetune, "experiments.task_finetune", "add_arguments")
+    task_finetune.set_defaults(handler=delegate("experiments.task_finetune", "run_cli"))
     from experiments.post_cli import add_post_commands
 
     add_post_commands(commands)

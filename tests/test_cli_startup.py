@@ -46,3 +46,14 @@ def test_the_printed_watch_command_parses_back_to_the_same_sweep(argv):
     assert words[0] == "lab"
     watched = build_parser(words[1:]).parse_args(words[1:])
     assert (watched.action, watched.study, watched.overrides) == ("status", launched.study, launched.overrides)
+
+
+def test_task_finetune_is_a_lab_subcommand_with_help_and_config(capsys):
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["task-finetune", "--help"])
+    assert exit_info.value.code == 0 and "COCO" in capsys.readouterr().out
+    assert main(["task-finetune", "--show-config", "+experiment=coco_r50", "data.root=/nowhere"]) == 0
+    assert "root: /nowhere" in capsys.readouterr().out
+    assert modules_after(["task-finetune", "--help"]) == set()
