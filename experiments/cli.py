@@ -89,9 +89,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               f"({outcome['skipped_done']} done, {outcome['skipped_active']} still queued or running) "
               f"with the {config.launcher.name} executor. Watch it: {watch_command(args)}")
         return 0
-    if not (folder / sweep.PLAN_FILE).exists():
-        print(f"lab sweep {args.action}: no sweep launched at {folder}", file=sys.stderr)
-        return 2
     if args.action == "status":
         table = sweep.status(folder)
         with pd_display():

@@ -29,6 +29,7 @@ from lab.core.config import ConfigError, grid_configs, to_yaml
 from lab.data.real import REAL_DATASETS, FolderSource, RealDataConfig, pool_size
 from lab.data.tar_shards import TAR_FORMAT
 from lab.run.launch import LauncherConfig, validate_launcher
+from lab.core.launcher import extensible_dict, plain_dict
 from lab.models import ModelConfig, check_model_name
 from lab.tasks.pretrain import PRETRAIN_TASKS, AugmentConfig, HeadConfig
 from lab.core.rundir import atomic_write_json, atomic_write_text, config_hash
@@ -85,10 +86,13 @@ class Figure1Config:
     study: Figure1StudyConfig = field(default_factory=Figure1StudyConfig)
     # More axes over any study key, e.g. {model.name: [...]} (model size) or {renderer.level: [lv0, lv7]}
     # (scene complexity); each cell is a full Figure 1 grid with its own render where the renderer differs.
-    grid: dict[str, list[Any]] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=extensible_dict)
     render_shards_per_task: int = 4
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     fit_bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        self.grid = plain_dict(self.grid)
 
 
 @dataclass

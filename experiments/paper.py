@@ -62,6 +62,11 @@ def collect(root: Path, results: Path) -> dict[str, str]:
     outcome = {}
     for name, study in STUDIES.items():
         folder = root / study.experiment / "sweep"
+        if (folder / sweep.LEGACY_PLAN_FILE).exists() and not (folder / sweep.PLAN_FILE).exists():
+            outcome[name] = str(sweep.PlanFileError(f"{folder}: launched before plan.json existed; run lab sweep "
+                                                    f"--study {study.kind} launch +experiment={study.experiment} "
+                                                    f"with its overrides to write it (it resubmits nothing done)"))
+            continue
         if not (folder / sweep.PLAN_FILE).exists():
             outcome[name] = f"no sweep at {folder} (run: lab sweep --study {study.kind} launch " \
                             f"+experiment={study.experiment})"

@@ -21,6 +21,7 @@ from lab.run import sweep
 from lab.core.config import ConfigError, grid_configs, to_yaml
 from lab.data.text import RealTextConfig, TokenizerConfig, load_corpus
 from lab.run.launch import LauncherConfig, validate_launcher
+from lab.core.launcher import extensible_dict, plain_dict
 from lab.lm_train import DTYPES
 from lab.models.plamo import PlamoConfigError, get_plamo_config
 from lab.core.rundir import atomic_write_json, atomic_write_text
@@ -65,9 +66,12 @@ class TextSweepConfig:
     name: str = "text_study"
     root: str = "runs"
     study: TextStudyConfig = field(default_factory=TextStudyConfig)
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted study key -> values
+    grid: dict[str, list[Any]] = field(default_factory=extensible_dict)  # dotted study key -> values
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     fit_bootstrap: int = 200
+
+    def __post_init__(self) -> None:
+        self.grid = plain_dict(self.grid)
 
 
 def validate(config: TextStudyConfig) -> None:

@@ -225,6 +225,7 @@ def test_a_crafted_plan_file_cannot_run_code(tmp_path, capsys):
         with pytest.raises(sweep.PlanFileError, match="lab sweep launch"):
             read(old)
     assert main(["sweep", "status", "+experiment=sweep_toy", f"root={tmp_path}", "name=old_sweep"]) == 2
+    assert "launched before plan.json" in capsys.readouterr().err  # the reason, not "no sweep launched"
     assert not marker.exists()
 
     # a launched sweep: its plan is data (plan.json); a plan.pkl planted beside it is ignored, and the local runner
@@ -462,3 +463,17 @@ def test_an_invalid_result_in_a_finished_sweep_is_named_and_its_point_runs_again
     assert sweep.status(plan.folder).set_index("n").loc[50, "state"] != "done"
     assert sweep.launch(plan, config.launcher)["submitted"] == 1  # only that fine-tune runs again
     assert json.loads(Path(finetune.outputs[0]).read_text())["metrics"] == good["metrics"]
+
+
+@pytest.mark.parametrize("config_name, module, schema, extra", [
+    ("figure1", "experiments.figure1", "Figure1Config", "grid={renderer.level: [lv0, lv7]}"),
+    ("text_sweep", "experiments.text_study", "TextSweepConfig", "grid={generator.name: [world_facts, recipes]}"),
+])
+def test_every_study_grid_takes_new_keys_without_a_plus(tmp_path, config_name, module, schema, extra):
+    import importlib
+
+    cls = getattr(importlib.import_module(module), schema)
+    config = load_config(CONF_DIR, config_name, cls, [f"root={tmp_path}", extra])
+    key, values = extra.removeprefix("grid={").rstrip("}").split(": ")
+    assert list(config.grid) == [key] and len(config.grid[key]) == 2
+    assert cls().grid == {} and type(cls().grid) is dict
