@@ -63,23 +63,46 @@ Golden data (``analysis.chinchilla``)
 
 Command line (``analysis.cli``)
     ``add_fit_arguments(parser)`` and ``run_fit(args) -> int`` back ``lab fit FILE.csv --x n --y error
-    [--group COLS] [--shared alpha] [--law ...] [--fix D=0.48] [--extrapolate-from X] [--out DIR]``;
-    ``python -m analysis.cli FILE.csv ...`` runs it standalone.
+    [--group COLS] [--shared alpha] [--law ...] [--fix D=0.48] [--extrapolate-from X] [--out DIR]``
+    (default output folder ./fits/<csv stem>/); ``python -m analysis.cli FILE.csv ...`` runs it standalone.
+    ``fit_csv(fit_arguments(csv, **options)) -> FitRun`` is the same run from Python (what
+    notebooks/fit_new_curves.ipynb calls); ``EXAMPLE_CSV`` is the bundled example curve. A table holding
+    several curves (label columns that differ at the same x and seed) is refused, not pooled; under
+    ``--extrapolate-from`` the reported fit is the one on x <= X.
+
+The names above are imported on first use, so importing ``analysis.cli`` (``lab fit --help``) stays light.
 """
 
-from analysis.fit import BootstrapSummary, FitResult, bootstrap, fit_law
-from analysis.laws import LAWS, Law, get_law, list_laws, register_law
-from analysis.validation import InputError
+from __future__ import annotations
 
-__all__ = [
-    "LAWS",
-    "BootstrapSummary",
-    "FitResult",
-    "InputError",
-    "Law",
-    "bootstrap",
-    "fit_law",
-    "get_law",
-    "list_laws",
-    "register_law",
-]
+import importlib
+from typing import Any
+
+# name -> module: resolved on first use, so `import analysis.cli` (what `lab fit --help` loads) does not pay for
+# lmfit and scipy before a fit actually runs.
+_EXPORTS = {
+    "BootstrapSummary": "analysis.fit",
+    "FitResult": "analysis.fit",
+    "bootstrap": "analysis.fit",
+    "fit_law": "analysis.fit",
+    "LAWS": "analysis.laws",
+    "Law": "analysis.laws",
+    "get_law": "analysis.laws",
+    "list_laws": "analysis.laws",
+    "register_law": "analysis.laws",
+    "InputError": "analysis.validation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -35,6 +35,8 @@ class ExtrapolationResult:
     mean_abs_error: float
     max_abs_error: float
     rmsle: float
+    groups_test: tuple[str, ...] | None = None
+    rows_test: tuple[Any, ...] | None = None
 
     def report(self) -> str:
         return "\n".join(
@@ -60,6 +62,31 @@ class ExtrapolationResult:
             "fit": self.fit.to_dict(),
         }
 
+    def points(self) -> list[dict[str, Any]]:
+        """One record per held-out point: its input, observed and predicted values (and group, row when known)."""
+        records = []
+        for i, (x, observed, predicted) in enumerate(zip(self.x_test, self.y_test, self.predicted)):
+            record: dict[str, Any] = {self.x_axis: float(x), "observed": float(observed), "predicted": float(predicted)}
+            if self.groups_test is not None:
+                record["group"] = self.groups_test[i]
+            if self.rows_test is not None:
+                record["row"] = _plain(self.rows_test[i])
+            records.append(record)
+        return records
+
+    def by_group(self) -> dict[str, dict[str, Any]]:
+        """Held-out errors of each curve: a pooled mean can hide one curve that extrapolates badly."""
+        if self.groups_test is None:
+            return {}
+        labels = np.asarray(self.groups_test, dtype=object)
+        scores = {}
+        for group in dict.fromkeys(self.groups_test):
+            mask = labels == group
+            mean_abs, max_abs, rmsle = _held_out_errors(self.predicted[mask], self.y_test[mask])
+            scores[group] = {"n_test": int(mask.sum()), "mean_abs_error": _finite_or_none(mean_abs),
+                             "max_abs_error": _finite_or_none(max_abs), "rmsle": _finite_or_none(rmsle)}
+        return scores
+
 
 def evaluate_extrapolation(
     x: Any,
@@ -75,7 +102,10 @@ def evaluate_extrapolation(
 
     RMSLE here is the root mean square of log(predicted / observed): scale-free, so an error of
     0.01 on a 0.8 floor and on a 0.2 floor are judged relative to the level they sit at.
+    ``row_labels`` (one per point, as for ``fit_law``) name training rows in errors and held-out rows in
+    ``points()``.
     """
+    row_labels = fit_options.pop("row_labels", None)
     law_obj = get_law(law)
     xs = as_input_columns(x, law_obj.independent_vars)
     y_array = np.asarray(y, dtype=float).ravel()
@@ -94,6 +124,7 @@ def evaluate_extrapolation(
         y_array[train],
         law_obj,
         groups=None if group_array is None else group_array[train],
+        row_labels=None if row_labels is None else [label for label, keep in zip(row_labels, train) if keep],
         **fit_options,
     )
     test_inputs = {k: v[~train] for k, v in xs.items()}
@@ -106,10 +137,7 @@ def evaluate_extrapolation(
             mask = test_groups == group
             predicted[mask] = result.predict({k: v[mask] for k, v in test_inputs.items()}, group=group)
     observed = y_array[~train]
-    abs_error = np.abs(predicted - observed)
-    with np.errstate(all="ignore"):
-        log_ratio = np.log(predicted / observed)
-    rmsle = float(np.sqrt(np.mean(log_ratio**2))) if np.all(np.isfinite(log_ratio)) else math.inf
+    mean_abs_error, max_abs_error, rmsle = _held_out_errors(predicted, observed)
     return ExtrapolationResult(
         law=law_obj.name,
         cut=float(cut),
@@ -120,10 +148,21 @@ def evaluate_extrapolation(
         x_test=xs[axis_name][~train],
         y_test=observed,
         predicted=predicted,
-        mean_abs_error=float(np.mean(abs_error)),
-        max_abs_error=float(np.max(abs_error)),
+        mean_abs_error=mean_abs_error,
+        max_abs_error=max_abs_error,
         rmsle=rmsle,
+        groups_test=None if group_array is None else tuple(group_array[~train]),
+        rows_test=None if row_labels is None else tuple(label for label, keep in zip(row_labels, train) if not keep),
     )
+
+
+def _held_out_errors(predicted: np.ndarray, observed: np.ndarray) -> tuple[float, float, float]:
+    """Mean and max absolute error, and RMSLE (inf when a prediction or observation is not positive)."""
+    abs_error = np.abs(predicted - observed)
+    with np.errstate(all="ignore"):
+        log_ratio = np.log(predicted / observed)
+    rmsle = float(np.sqrt(np.mean(log_ratio**2))) if np.all(np.isfinite(log_ratio)) else math.inf
+    return float(np.mean(abs_error)), float(np.max(abs_error)), rmsle
 
 
 @dataclass(frozen=True)
@@ -209,6 +248,11 @@ def _cell(value: Any, spec: str = ".4g") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     return format(value, spec)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (a pandas index) as Python numbers, so records serialise to JSON."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -6,6 +6,7 @@ the Agg backend in tests, scripts and notebooks alike.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -36,13 +37,17 @@ def plot_fit(
     logy: bool = True,
     title: str | None = None,
     label: str | None = None,
+    x_label: str | None = None,
+    y_label: str | None = None,
 ) -> matplotlib.figure.Figure:
     """Log-log data, fitted curve, bootstrap band (when present) and, optionally, fit-space residuals.
 
     For joint laws the curve is drawn against ``x_axis`` (default: the first input) once per
     distinct value of the other inputs; for grouped fits pass the same ``groups`` as to ``fit_law``.
     ``residuals`` defaults to a panel under a new figure, and to none when drawing into ``ax``
-    (pass True there for an inset panel below it).
+    (pass True there for an inset panel below it). ``x_label``/``y_label`` name the axes after the data's
+    columns (default: the law's input name, and error or loss). With several curves on a new figure the
+    legend sits outside, right of the plot, so it covers neither the data nor the residual panel.
     """
     if residuals is None:
         residuals = ax is None
@@ -56,14 +61,17 @@ def plot_fit(
     if result.groups and group_labels is None:
         raise ValueError(f"this fit has groups {list(result.groups)}; pass groups= with one label per point")
 
+    curves = _curve_keys(xs, axis_name, group_labels)
+    legend_outside = ax is None and len(curves) > 1
+    width = 6 + (2.2 if legend_outside else 0)  # room for the legend right of the plot
     with sns.axes_style("whitegrid"):
         if ax is None:
             if residuals:
                 figure, (ax, residual_ax) = plt.subplots(
-                    2, 1, figsize=(6, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+                    2, 1, figsize=(width, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
                 )
             else:
-                figure, ax = plt.subplots(figsize=(6, 4.2))
+                figure, ax = plt.subplots(figsize=(width, 4.2))
                 residual_ax = None
         else:
             figure = ax.figure
@@ -71,8 +79,7 @@ def plot_fit(
             if residuals:
                 residual_ax = ax.inset_axes([0.0, -0.42, 1.0, 0.3], sharex=ax)
 
-    curves = _curve_keys(xs, axis_name, group_labels)
-    palette = sns.color_palette("colorblind", max(len(curves), 1))
+    palette = _distinct_colours(len(curves))
     x_hi = max(float(np.max(xs[axis_name])), extend_to or 0.0)
     grid = np.geomspace(float(np.min(xs[axis_name])), x_hi, _CURVE_POINTS)
     for color, (key, mask) in zip(palette, curves.items()):
@@ -97,19 +104,28 @@ def plot_fit(
     if extend_to is not None and extend_to > float(np.max(xs[axis_name])):
         ax.axvline(float(np.max(xs[axis_name])), color="0.5", ls=":", lw=1)
     _log_axes(ax, logy=logy and bool(np.all(y_array > 0)))
-    ax.set_ylabel("error" if law.target_range == (0.0, 1.0) else "loss")
-    ax.set_title(title or _default_title(result))
-    if len(curves) > 1 or label:
+    ax.set_ylabel(y_label or ("error" if law.target_range == (0.0, 1.0) else "loss"))
+    ax.set_title(textwrap.fill(title or _default_title(result), 70), fontsize=10)
+    if legend_outside:
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    elif len(curves) > 1 or label:
         ax.legend(fontsize=8, frameon=False)
     if residual_ax is not None:
         residual_ax.axhline(0.0, color="0.3", lw=1)
         residual_ax.set_xscale("log")
         residual_ax.set_ylabel("log residual" if result.space == "log" else "residual")
-        residual_ax.set_xlabel(axis_name)
+        residual_ax.set_xlabel(x_label or axis_name)
     else:
-        ax.set_xlabel(axis_name)
+        ax.set_xlabel(x_label or axis_name)
     figure.tight_layout()
     return figure
+
+
+def _distinct_colours(count: int) -> list[tuple[float, float, float]]:
+    """The colour-blind palette has 10 colours; beyond that, evenly spaced hues so no two curves share one."""
+    if count <= 10:
+        return sns.color_palette("colorblind", max(count, 1))
+    return sns.color_palette("husl", count)
 
 
 def _log_axes(ax: matplotlib.axes.Axes, *, logy: bool) -> None:

@@ -105,9 +105,16 @@ def validate_points(
         if bad.any():
             raise InputError(
                 f"{y_name} must lie in [{lo:g}, {hi:g}] for law {law_name!r} (it models error rates) but "
-                f"{describe_rows(row_labels, bad, y)} do not; convert metrics with error = 1 - metric, "
-                f"or pass target_range=None for unbounded targets"
+                f"{describe_rows(row_labels, bad, y)} do not; {_range_hint(y, y_name, (lo, hi))}"
             )
+
+
+def _range_hint(y: np.ndarray, y_name: str, target_range: tuple[float, float]) -> str:
+    """Errors written in percent are the usual cause; lifting the range check would fit them against C <= 1."""
+    if target_range == (0.0, 1.0) and np.all((y >= 0) & (y <= 100)) and np.median(y) > 1:
+        return (f"{y_name} looks like a percentage (median {np.median(y):.3g}): divide it by 100 "
+                f"(error = percent / 100)")
+    return "convert metrics with error = 1 - metric, or pass target_range=None for unbounded targets"
 
 
 def validate_identifiable(

@@ -41,7 +41,8 @@ def test_grouped_fit_writes_json_and_figure(sweep_csv, tmp_path, capsys):
     assert payload["fit"]["params"]["alpha"] == pytest.approx(0.25, abs=0.01)
     assert payload["fit"]["params"]["C[coco]"] == pytest.approx(0.9, abs=0.005)
     assert payload["baseline"] == {"coco": pytest.approx(0.97), "imagenet": pytest.approx(0.97)}
-    assert payload["input"]["rows_fitted"] == 2 * 3 * len(N_GRID)
+    assert payload["input"]["rows"] == 2 * 3 * len(N_GRID)
+    assert payload["input"]["rows_fitted"] == 2 * 3 * (len(N_GRID) - 2), "the fit is on n <= 64000 only"
     assert payload["extrapolation"]["n_test"] == 2 * 3 * 2
     assert payload["extrapolation"]["max_abs_error"] < 0.01
     assert payload["questions"]["n_to_reach[coco]"]["value"] is None, "0.85 is below coco's gap: unreachable"
@@ -68,11 +69,12 @@ def test_bad_column_and_bad_rows_exit_2_with_clear_messages(sweep_csv, tmp_path,
     frame.loc[7, "error"] = 1.5
     broken = tmp_path / "broken.csv"
     frame.to_csv(broken, index=False)
-    assert main([str(broken), "--out", str(tmp_path / "b")]) == EXIT_BAD_INPUT
+    imagenet = ["--where", "task=imagenet"]  # the rows changed above; one curve, CSV line numbers kept
+    assert main([str(broken), *imagenet, "--out", str(tmp_path / "b")]) == EXIT_BAD_INPUT
     assert "NaN or infinite in row 7" in capsys.readouterr().err, "CSV line of data row 5 is 7"
     frame.loc[5, "error"] = 0.9
     frame.to_csv(broken, index=False)
-    assert main([str(broken), "--out", str(tmp_path / "c")]) == EXIT_BAD_INPUT
+    assert main([str(broken), *imagenet, "--out", str(tmp_path / "c")]) == EXIT_BAD_INPUT
     message = capsys.readouterr().err
     assert "row 9 (values 1.5)" in message and "--no-range-check" in message
     assert main([str(sweep_csv), "--fix", "D=abc", "--out", str(tmp_path / "d")]) == EXIT_BAD_INPUT
@@ -122,10 +124,10 @@ def test_refuses_to_mix_metrics_of_a_results_table(sweep_csv, tmp_path, capsys):
 
 
 def test_non_convergence_exits_3_but_still_writes_results(sweep_csv, tmp_path, monkeypatch):
-    import analysis.cli as cli
+    import analysis.fit
 
-    real_fit = cli.fit_law
-    monkeypatch.setattr(cli, "fit_law", lambda *a, **k: real_fit(*a, **{**k, "max_nfev": 3}))
+    real_fit = analysis.fit.fit_law
+    monkeypatch.setattr(analysis.fit, "fit_law", lambda *a, **k: real_fit(*a, **{**k, "max_nfev": 3}))
     out = tmp_path / "nc"
     assert main([str(sweep_csv), "--where", "task=coco", "--bootstrap", "0", "--out", str(out)]) == EXIT_NOT_CONVERGED
     assert json.loads((out / "fit.json").read_text())["fit"]["converged"] is False
