@@ -15,7 +15,9 @@ exponentiated into the SSM step size, where a rounding error compounds over ever
 
 Layout on disk: config.json is the float model's config plus a `quantization_config` entry (method, bits,
 group size, the quantized module names); model.safetensors holds `<module>.qweight` and `<module>.scales` for
-each quantized module and the float tensors of everything else.
+each quantized module and the float tensors of everything else. `lab.models.plamo.load_pretrained` recognises
+such a folder by its `quantization_config` and loads it through `load_quantized` (registered in
+`checkpoint.QUANTIZED_LOADERS`), so `lab eval pfgen --model <quantized folder>` works as on a float one.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ from torch import nn
 
 from lab.models.plamo.checkpoint import (
     CONFIG_NAME,
+    QUANTIZATION_KEY,
     WEIGHTS_NAME,
     CheckpointError,
+    load_config,
+    load_pretrained,
+    read_config_data,
     read_tensors,
     write_atomically,
-    load_pretrained,
 )
-from lab.models.plamo.config import PlamoConfig, PlamoConfigError
+from lab.models.plamo.config import PlamoConfig
 from lab.models.plamo.model import PlamoForCausalLM
 
 QUANT_METHOD = "lab_weight_only"
@@ -258,28 +263,11 @@ def save_quantized(model: PlamoForCausalLM, directory: str | Path) -> Path:
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     config = model.config.to_dict()
     config["torch_dtype"] = str(model.model.embed_tokens.weight.dtype).removeprefix("torch.")
-    config["quantization_config"] = quantization.to_dict()
+    config[QUANTIZATION_KEY] = quantization.to_dict()
     write_atomically(directory / WEIGHTS_NAME, lambda path: safetensors.torch.save_file(
         tensors, str(path), metadata={"format": "pt"}))  # fmt: skip
     write_atomically(directory / CONFIG_NAME, lambda path: path.write_text(json.dumps(config, indent=2) + "\n"))
     return directory
-
-
-def _read_config(directory: Path) -> tuple[PlamoConfig, dict | None]:
-    file = directory / CONFIG_NAME
-    try:
-        data = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"no PLaMo config at {file}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{file}: not a readable JSON config ({error})") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file}: expected a JSON object, got {type(data).__name__}")
-    quantization = data.pop("quantization_config", None)
-    try:
-        return PlamoConfig.from_dict(data, strict=False), quantization
-    except PlamoConfigError as error:
-        raise CheckpointError(f"{file}: {error}") from None
 
 
 def _check_quantized_tensors(model: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -300,25 +288,30 @@ def _check_quantized_tensors(model: nn.Module, tensors: dict[str, torch.Tensor],
         raise CheckpointError(f"{source} does not match its quantization_config:\n  {shown}")
 
 
-def load_quantized(directory: str | Path, *, device: str | torch.device = "cpu") -> PlamoForCausalLM:
-    """Load a folder written by `save_quantized` (one without `quantization_config` is an error)."""
+def load_quantized(directory: str | Path, *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype | None = None) -> PlamoForCausalLM:
+    """Load a folder written by `save_quantized` (one without `quantization_config` is an error). `dtype` casts the
+    float tensors (embedding, norms, skipped layers); packed weights and their float32 scales stay as stored."""
     directory = Path(directory)
-    config, data = _read_config(directory)
+    data = read_config_data(directory).get(QUANTIZATION_KEY)
     if data is None:
         raise CheckpointError(f"{directory / CONFIG_NAME} has no quantization_config: load it with load_pretrained")
     quantization = QuantizationConfig.from_dict(data, source=str(directory / CONFIG_NAME))
     check_bits(quantization.bits)
-    model = _skeleton(config, quantization)
+    model = _skeleton(load_config(directory), quantization)
     tensors = read_tensors(directory, device)
     _check_quantized_tensors(model, tensors, str(directory))
+    if dtype is not None:
+        scales = {f"{name}.scales" for name in quantization.modules}
+        tensors = {name: tensor.to(dtype) if tensor.is_floating_point() and name not in scales else tensor
+                   for name, tensor in tensors.items()}
     model.load_state_dict(tensors, assign=True)
     return model
 
 
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> PlamoForCausalLM:
-    """A float or a quantized HF-layout folder, whichever it holds."""
-    _, data = _read_config(Path(directory))
-    return load_pretrained(directory, device=device) if data is None else load_quantized(directory, device=device)
+    """A float or a quantized HF-layout folder, whichever it holds (the same as `load_pretrained`)."""
+    return load_pretrained(directory, device=device)
 
 
 def model_size_bytes(model: nn.Module) -> int:

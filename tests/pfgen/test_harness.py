@@ -186,3 +186,30 @@ def test_select_questions_and_tokenizer_check(upstream, tiny_setup, tmp_path):
     small = create_plamo("plamo-2-tiny")  # vocab 256 < the tokenizer's 1000
     with pytest.raises(ValueError, match="exceeds"):
         run_pfgen(small, tokenizer, questions[:1], trials=1, seed=0, out_dir=tmp_path, max_new_tokens=1)
+
+
+def test_a_quantized_folder_loads_and_is_scored_by_lab_eval_pfgen(tiny_setup, upstream, tmp_path, capsys):
+    """`lab post quantize` then `lab eval pfgen` on its output: the post-training stages connect (issue 19)."""
+    from experiments.cli import main
+    from lab.eval.pfgen.harness import load_model
+    from lab.models.plamo import load_pretrained, save_pretrained
+    from lab.post.quantize import QuantizedLinear
+
+    model, tokenizer, _ = tiny_setup
+    source = save_pretrained(model, tmp_path / "float")
+    tokenizer.save(source)
+    quantized = tmp_path / "int8"
+    assert main(["post", "quantize", "--model", str(source), "--bits", "8", "--group-size", "channel",
+                 "--out", str(quantized)]) == 0
+    loaded = load_pretrained(quantized)
+    layers = [m for m in loaded.modules() if isinstance(m, QuantizedLinear)]
+    assert layers and len(layers) == len(loaded.quantization_config.modules)
+    assert isinstance(load_model(quantized, "cpu")[0].model.layers.layers[0].mixer.in_proj, QuantizedLinear)
+
+    capsys.readouterr()
+    argv = ["eval", "pfgen", "--model", str(quantized), "--data", str(upstream), "--out", str(tmp_path / "out"),
+            "--trials", "1", "--max-new-tokens", "4", "--questions", "Q01,Q02", "--device", "cpu",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    assert "over 1 trials (2 questions)" in capsys.readouterr().out
+    assert len(read_answers(tmp_path / "out")) == 2

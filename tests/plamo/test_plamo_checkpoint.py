@@ -165,3 +165,23 @@ def test_unknown_config_keys_in_a_file_warn_and_are_kept(saved):
     with pytest.warns(UserWarning, match="mamba_enabled"):
         loaded = load_config(directory)
     assert loaded.extra == {"mamba_enabled": True} and loaded.to_dict()["mamba_enabled"] is True
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_saved_files_honour_the_umask(tmp_path, umask, mode):
+    """Collaborators on a shared cluster can read a checkpoint (issue 19): no 0600 files from the atomic writes."""
+    import os
+    import stat
+
+    from lab.post.quantize import quantize_model, save_quantized
+
+    model = create_plamo("plamo-2-tiny")
+    previous = os.umask(umask)
+    try:
+        folders = [save_pretrained(model, tmp_path / "float"),
+                   save_quantized(quantize_model(model, bits=8, group_size=None), tmp_path / "int8")]
+    finally:
+        os.umask(previous)
+    for folder in folders:
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+            "config.json": mode, "model.safetensors": mode}

@@ -158,7 +158,6 @@ def test_save_load_round_trip_gives_identical_outputs(tiny, tmp_path, bits, grou
     assert (tmp_path / "q" / "model.safetensors").stat().st_size < 0.75 * model_size_bytes(tiny)
 
 
-@pytest.mark.filterwarnings("ignore:PLaMo config")  # the float loader warns about quantization_config
 def test_load_model_reads_float_folders_and_quantized_folder_errors(tiny, tmp_path):
     save_pretrained(tiny, tmp_path / "float")
     assert type(load_model(tmp_path / "float")).__name__ == "PlamoForCausalLM"
@@ -168,8 +167,8 @@ def test_load_model_reads_float_folders_and_quantized_folder_errors(tiny, tmp_pa
         save_quantized(tiny, tmp_path / "x")
     quantized = quantize_model(copy.deepcopy(tiny), bits=8, group_size=None)
     save_quantized(quantized, tmp_path / "q")
-    with pytest.raises(CheckpointError, match="qweight"):  # the float loader refuses, naming the odd tensors
-        load_pretrained(tmp_path / "q")
+    assert torch.equal(load_pretrained(tmp_path / "q").model.layers.layers[0].mixer.in_proj.qweight,
+                       quantized.model.layers.layers[0].mixer.in_proj.qweight)  # the float loader takes it too
     data = json.loads((tmp_path / "q" / "config.json").read_text())
     data["quantization_config"]["group_size"] = 32
     (tmp_path / "q" / "config.json").write_text(json.dumps(data))
@@ -200,3 +199,25 @@ def test_bad_group_size_is_an_error(tiny, group_size):
 def test_skipping_everything_is_an_error(tiny):
     with pytest.raises(QuantizationError, match="no linear layer"):
         quantize_model(tiny, bits=8, skip=("model",))
+
+
+def test_load_pretrained_builds_quantized_modules_and_keeps_scales_in_float32(tiny, tmp_path):
+    quantized = quantize_model(copy.deepcopy(tiny), bits=4, group_size=16)
+    save_quantized(quantized, tmp_path / "q")
+    ids = torch.randint(0, tiny.config.vocab_size, (2, 9))
+    loaded = load_pretrained(tmp_path / "q")
+    assert loaded.quantization_config == quantized.quantization_config
+    assert torch.equal(loaded(ids).logits, quantized(ids).logits)
+    half = load_pretrained(tmp_path / "q", dtype=torch.bfloat16)
+    layer = half.model.layers.layers[0].mlp.down_proj
+    assert type(layer) is QuantizedLinear and layer.scales.dtype == torch.float32 and layer.qweight.dtype == torch.uint8
+    assert half.model.embed_tokens.weight.dtype == torch.bfloat16
+
+
+def test_an_unknown_quantization_method_is_named(tiny, tmp_path):
+    save_quantized(quantize_model(copy.deepcopy(tiny), bits=8, group_size=None), tmp_path / "q")
+    data = json.loads((tmp_path / "q" / "config.json").read_text())
+    data["quantization_config"]["quant_method"] = "gptq"
+    (tmp_path / "q" / "config.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match="'gptq'.*lab_weight_only"):
+        load_pretrained(tmp_path / "q")
