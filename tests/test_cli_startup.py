@@ -57,3 +57,12 @@ def test_task_finetune_is_a_lab_subcommand_with_help_and_config(capsys):
     assert main(["task-finetune", "--show-config", "+experiment=coco_r50", "data.root=/nowhere"]) == 0
     assert "root: /nowhere" in capsys.readouterr().out
     assert modules_after(["task-finetune", "--help"]) == set()
+
+
+def test_fit_help_and_importing_analysis_cli_load_no_fitting_or_plotting_library():
+    """`lab fit --help` imports analysis.cli for its arguments; scipy, lmfit and matplotlib wait for a fit."""
+    code = ("import sys\nimport analysis.cli\n"
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert imported == []
+    assert modules_after(["fit", "--help"]) == set()
