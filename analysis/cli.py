@@ -35,7 +35,8 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 EXAMPLE_CSV = Path(__file__).resolve().parent / "data" / "example_curves.csv"  # one curve, 3 seeds, n = 0 baseline
-SEED_COLUMNS = ("seed",)  # repeats of one curve: never a label that tells curves apart
+# Columns that number repeats of one curve (never labels that tell curves apart), unless --seed-column names one.
+SEED_COLUMNS = ("seed", "replicate", "repeat", "rep", "trial")
 LIST_OPTIONS = ("x", "fix", "bounds", "where")  # repeatable options; fit_arguments also takes them comma-separated
 # The library names its own arguments in messages; on the command line they are flags.
 CLI_SPELLING = {"fit with bootstrap=B": "run with --bootstrap B", "pass target_range=None": "pass --no-range-check"}
@@ -55,6 +56,8 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                         help="override a parameter's bounds, e.g. alpha=0.1:1.5 (repeatable)")
     parser.add_argument("--where", action="append", default=[], metavar="COL=VALUE",
                         help="keep rows with COL == VALUE (numbers compare as numbers; repeatable)")
+    parser.add_argument("--seed-column", default=None, metavar="COL",
+                        help=f"column numbering repeats of one curve (default: the first of {', '.join(SEED_COLUMNS)})")
     parser.add_argument("--space", choices=("linear", "log"), default="linear")
     parser.add_argument("--loss", choices=("l2", "huber"), default="l2")
     parser.add_argument("--huber-delta", type=float, default=1e-3)
@@ -204,7 +207,10 @@ def read_fit_table(args: argparse.Namespace, law: Law) -> FitTable:
     columns = {column: _numbers(fitted, column) for column in args.x}
     y = _numbers(fitted, args.y)
     where_columns = [clause.split("=", 1)[0].strip() for clause in args.where]
-    _refuse_pooled_curves(fitted, list(args.x), ignored=[args.y, *group_columns, *where_columns])
+    if args.seed_column is not None:
+        _require_columns(frame, [args.seed_column])
+    _refuse_pooled_curves(fitted, list(args.x), seed_column=args.seed_column or _seed_column(fitted),
+                          ignored=[args.y, *group_columns, *where_columns])
     # Checked here with the CSV's column names, on every row: held-out rows included.
     validate_points(law_name=law.name, xs=columns, y=y, weights=None, row_labels=list(fitted.index),
                     target_range=None if args.no_range_check else law.target_range, y_name=args.y)
@@ -435,10 +441,17 @@ def _refuse_mixed_metrics(frame: Any, group_columns: list[str]) -> None:
         )
 
 
-def _refuse_pooled_curves(frame: pd.DataFrame, x_columns: list[str], ignored: list[str]) -> None:
+def _seed_column(frame: pd.DataFrame) -> str | None:
+    by_name = {str(c).lower(): c for c in frame.columns}
+    return next((by_name[name] for name in SEED_COLUMNS if name in by_name), None)
+
+
+def _refuse_pooled_curves(
+    frame: pd.DataFrame, x_columns: list[str], seed_column: str | None, ignored: list[str]
+) -> None:
     """Rows that repeat an (x, seed) and differ in a label column are several curves; pooled as repeats of one
     they give a meaningless fit with a confident-looking interval."""
-    key = [*x_columns, *(c for c in frame.columns if str(c).lower() in SEED_COLUMNS and c not in x_columns)]
+    key = [*x_columns, *([seed_column] if seed_column and seed_column not in x_columns else [])]
     repeated = frame[frame.duplicated(key, keep=False)]
     if repeated.empty:
         return
@@ -455,7 +468,7 @@ def _refuse_pooled_curves(frame: pd.DataFrame, x_columns: list[str], ignored: li
     raise InputError(
         f"the table holds several curves: rows with the same {', '.join(key)} differ in {', '.join(labels)} "
         f"({described}). Fit one curve per value with --group {','.join(labels)}, or pick one curve with "
-        f"{one_curve}"
+        f"{one_curve}. (A column that numbers repeats of one curve is not a label: name it with --seed-column.)"
     )
 
 

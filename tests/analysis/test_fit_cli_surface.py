@@ -50,6 +50,15 @@ def test_one_curve_with_per_run_columns_is_not_mistaken_for_several(tmp_path):
     assert main([str(csv), "--bootstrap", "0", "--out", str(tmp_path / "fit")]) == EXIT_OK
 
 
+def test_a_seed_column_by_another_name_is_named_with_seed_column(tmp_path, capsys):
+    frame = pd.read_csv(curves_csv(tmp_path / "one.csv", {"task": ["coco"]}, seeds=3))
+    csv = tmp_path / "trials.csv"
+    frame.rename(columns={"seed": "trial_no"}).to_csv(csv, index=False)
+    assert main([str(csv), "--bootstrap", "0", "--out", str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "name it with --seed-column" in capsys.readouterr().err
+    assert main([str(csv), "--seed-column", "trial_no", "--bootstrap", "0", "--out", str(tmp_path / "b")]) == EXIT_OK
+
+
 def test_extrapolation_reports_and_stores_the_training_only_fit(tmp_path, capsys):
     from analysis.fit import fit_law
 
