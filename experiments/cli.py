@@ -90,11 +90,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               f"with the {config.launcher.name} executor. Watch it: {watch_command(args)}")
         return 0
     if args.action == "status":
-        table = sweep.status(folder)
+        view = sweep.SweepView.read(folder)  # one reading (one scheduler query) for the table and the summary
+        table = sweep.status(view)
         with pd_display():
-            print(table.to_string(index=False))
+            print(table.drop(columns=["error", "log"]).to_string(index=False))
+        swept = [c for c in table.columns if c not in ("state", "error", "log", "requeues", "job_id")]
+        for _, row in table[table.error != ""].iterrows():  # whole reasons, not cut to the table's width
+            print(f"{row.state} {' '.join(f'{c}={row[c]}' for c in swept)}: {row.error}"
+                  + (f"\n    log: {row.log}" if row.log else ""))
         counts = table.state.value_counts().to_dict()
         print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        print(sweep.format_progress(sweep.stage_progress(view)))  # last: the bottom of the terminal
         return 0
     out = Path(args.out) if args.out else Path(config.root) / config.name / "results.csv"
     table = sweep.collect(folder, config.name, out)

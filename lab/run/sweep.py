@@ -3,7 +3,8 @@
 Every study (the demo, the digits sweeps, Figure 1, the text study, the paper's studies, a `lab train` recipe)
 plans its work once as a `Plan`: `Task`s (render slices, pre-trainings, fine-tunes, ...) in dependency order,
 plus the `points` of the study (the swept values of each fine-tune). `launch` submits what is missing, `status`
-tells where each point is, `collect` writes the tidy results table; `run_to_completion` is the three in a row.
+tells where each point is (and `stage_progress` where each stage is, with an ETA), `collect` writes the tidy
+results table; `run_to_completion` is the three in a row.
 On Slurm, tasks of one stage that share their parents and their dependents become one job array, submitted with
 `afterok` on the parents' jobs, so one pre-training serves all the fine-tunes that use it, and each fine-tune
 waits only for its own pre-training. Locally (`local`, `debug`), a runner
@@ -25,6 +26,7 @@ import fcntl
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -39,14 +41,14 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import submitit
-from submitit.core.utils import JobPaths
+from submitit.core.utils import FailedJobError, JobPaths, UncompletedJobError
 from tqdm.auto import tqdm
 
 from lab.core.config import ConfigError
 from lab.core.launcher import plain_dict
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
 from lab.core.results import results_table, write_table
-from lab.core.rundir import RunDir, atomic_write_json, load_result, result_done
+from lab.core.rundir import RunDir, atomic_write_json, load_result, read_jsonl, result_done
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"  # what status and collect read: data only (PLAN_FORMAT)
@@ -248,8 +250,8 @@ def launch(plan: Plan, launcher: LauncherConfig) -> dict[str, Any]:
         todo = [t for t in plan.tasks if not t.done() and t.key not in active]
         atomic_write_json(folder / PLAN_FILE, record)
         (folder / LEGACY_PLAN_FILE).unlink(missing_ok=True)  # never read again; plan.json replaces it
-        entry = {"time": time.time(), "executor": launcher.name, "submitted": 0,
-                 "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)}
+        entry = {"time": time.time(), "executor": launcher.name, "max_parallel": launcher.max_parallel,
+                 "submitted": 0, "skipped_done": sum(t.done() for t in plan.tasks), "skipped_active": len(active)}
         state.update(name=plan.name, points=plan.points)
         state["launches"].append(entry)
 
@@ -368,7 +370,7 @@ def run_plan_locally(folder: Path, launcher: LauncherConfig, plan: Plan) -> None
 
     def record(task: Task, outcome: JobOutcome | None) -> None:
         if outcome is None:
-            status[task.key] = {"state": "RUNNING"}
+            status[task.key] = {"state": "RUNNING", "started": time.time()}  # status's ETA counts from here
         else:
             state = "COMPLETED" if outcome.ok else "CANCELLED" if outcome.error == PARENT_FAILED else "FAILED"
             status[task.key] = {"state": state, "job_id": outcome.job_id, "error": outcome.error,
@@ -391,6 +393,20 @@ def _finished(job: submitit.Job) -> bool:
         return job.done()
     except Exception:  # the debug executor runs the job inside done() and re-raises its failure
         return True
+
+
+def job_failure(error: BaseException) -> str:
+    """Why a job failed, on one line. A job that ended without a result (killed: out of memory, a signal) says
+    so with its state and the last line of its error stream, not submitit's first line ('UncompletedJobError: Job
+    28903 (task: 0) with path ...'), which names neither."""
+    if not isinstance(error, UncompletedJobError) or isinstance(error, FailedJobError):
+        return first_error_line(error)
+    text = str(error)
+    state = re.search(r"has not produced any output \(state: ([^)]*)\)", text)
+    stream = text.partition("Error stream produced:")[2]  # not the stdout tail submitit falls back on
+    reason = f"the job ended without a result (state: {state.group(1) if state else 'unknown'})"
+    last = error_line(stream)
+    return f"{reason}: {last}" if last else reason
 
 
 def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
@@ -448,7 +464,7 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
                     finish(task, JobOutcome(task.job, **base))
                 else:
                     failed = True
-                    finish(task, JobOutcome(task.job, error=first_error_line(error), **base))
+                    finish(task, JobOutcome(task.job, error=job_failure(error), **base))
             return
         for task, result in zip(chain, results):
             finish(task, JobOutcome(task.job, result=result, **base))
@@ -559,45 +575,202 @@ def load_plan(folder: Path) -> Plan:
     return Plan(name=base.name, root=str(base.parent), tasks=tasks, points=record["points"])
 
 
-def _error_line(folder: Path, job_id: str, executor: str, local: dict[str, Any], key: str) -> str:
-    if executor != "slurm":
-        return local.get(key, {}).get("error") or ""
-    log = JobPaths(folder / "jobs", job_id=job_id, task_id=0).stderr
-    if not log.exists():
-        return ""
-    return error_line(log.read_text(errors="replace")[-20000:])
+@dataclass
+class SweepView:
+    """One reading of a launched sweep, shared by `status` and `stage_progress`: its plan, state.json, which tasks
+    are done (each output checked once), the scheduler's state of each task's latest job, the local runner's
+    records."""
+
+    folder: Path
+    plan: Plan
+    state: dict[str, Any]
+    executor: str
+    latest: dict[str, str]  # task key -> its latest job id
+    scheduler: dict[str, str]  # task key -> its latest job's state
+    local: dict[str, Any]  # the local runner's record of each task it was given
+    done: dict[str, bool]
+
+    @classmethod
+    def read(cls, folder: Path) -> SweepView:
+        folder = Path(folder)
+        plan, state = load_plan(folder), load_state(folder)
+        executor = state.get("executor", "local")
+        latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
+        local_path = folder / LOCAL_STATUS_FILE
+        local = json.loads(local_path.read_text()) if local_path.exists() else {}
+        return cls(folder, plan, state, executor, latest, job_states(folder, latest, executor), local,
+                   {t.key: t.done() for t in plan.tasks})
+
+    def task_state(self, task: Task) -> str:
+        """done, running, pending (queued, or waiting for its parents), failed, cancelled or not launched."""
+        if self.done[task.key]:
+            return "done"
+        if task.key not in self.latest:
+            return "not launched"
+        job_state = self.scheduler.get(task.key, "UNKNOWN")
+        if job_state == "CANCELLED":
+            return "cancelled"
+        if job_state in FAILED_STATES or job_state in ("LOST", "COMPLETED"):  # completed without its outputs
+            return "failed"
+        return "running" if job_state == "RUNNING" else "pending"
+
+    def error(self, task: Task) -> str:
+        """Why the task's latest job failed: the last error line of its log on Slurm, the local runner's record
+        (lab.run.sweep.job_failure) otherwise; the job's state when neither says."""
+        if self.executor == "slurm":
+            log = self.log(task)
+            reason = error_line(Path(log).read_text(errors="replace")[-20000:]) if log else ""
+        else:
+            reason = self.local.get(task.key, {}).get("error") or ""
+        return reason or self.scheduler.get(task.key, "UNKNOWN")
+
+    def log(self, task: Task) -> str:
+        """The path of the task's latest job's error log ('' when it has none)."""
+        if task.key not in self.latest:
+            return ""
+        if self.executor == "slurm":
+            log = str(JobPaths(self.folder / "jobs", job_id=self.latest[task.key], task_id=0).stderr)
+        else:
+            log = self.local.get(task.key, {}).get("log") or ""
+        return log if log and Path(log).exists() else ""
+
+    def seconds(self, task: Task) -> float | None:
+        """How long the finished task took: the local runner's record, else its run directory's first attempt
+        to its result.json (None when neither is there, as for a render on Slurm)."""
+        info = self.local.get(task.key, {})
+        if info.get("state") == "COMPLETED" and "seconds" in info:
+            return float(info["seconds"])
+        result = next((Path(p) for p in task.outputs if Path(p).name == "result.json"), None)
+        attempts = read_jsonl(RunDir(result.parent).attempts_path) if result is not None else []
+        if not attempts or "time" not in attempts[0]:
+            return None
+        return max(0.0, result.stat().st_mtime - float(attempts[0]["time"]))
+
+    def started(self, task: Task) -> float | None:
+        """When the running task's job started (the local runner's record, else its run's latest attempt)."""
+        if "started" in self.local.get(task.key, {}):
+            return float(self.local[task.key]["started"])
+        result = next((Path(p) for p in task.outputs if Path(p).name == "result.json"), None)
+        attempts = read_jsonl(RunDir(result.parent).attempts_path) if result is not None else []
+        return float(attempts[-1]["time"]) if attempts and "time" in attempts[-1] else None
 
 
-def status(folder: Path) -> pd.DataFrame:
-    """One row per point: state (done / running / pending / failed / cancelled / not launched), error, requeues."""
-    plan, state = load_plan(folder), load_state(folder)
-    executor = state.get("executor", "local")
-    latest = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
-    scheduler = job_states(folder, latest, executor)
-    local_path = folder / LOCAL_STATUS_FILE
-    local = json.loads(local_path.read_text()) if local_path.exists() else {}
+def status(folder: Path | SweepView) -> pd.DataFrame:
+    """One row per point: state (done / running / pending / failed / cancelled / not launched), error (the stage
+    and the whole reason), log (the failed job's log file), requeues, job_id. `folder`: the sweep's, or one
+    reading of it shared with `stage_progress`."""
+    view = folder if isinstance(folder, SweepView) else SweepView.read(folder)
     rows = []
-    for point in plan.points:
-        chain = plan.ancestors(point["task"])
+    for point in view.plan.points:
+        chain = view.plan.ancestors(point["task"])
         values = {k: v for k, v in point.items() if k != "task"}
         requeues = sum(max(0, RunDir(Path(p).parent).attempts() - 1) for t in chain[:2] for p in t.outputs
                        if p.endswith("result.json"))
-        row = {**values, "state": "done", "error": "", "requeues": requeues, "job_id": latest.get(point["task"], "")}
-        if not chain[0].done():
+        row = {**values, "state": "done", "error": "", "log": "", "requeues": requeues,
+               "job_id": view.latest.get(point["task"], "")}
+        if not view.done[chain[0].key]:
             row["state"] = "not launched"
             for task in reversed(chain):  # the furthest-upstream problem explains the point
-                if task.done() or task.key not in latest:
+                task_state = view.task_state(task)
+                if task_state in ("done", "not launched"):
                     continue
-                job_state = scheduler.get(task.key, "UNKNOWN")
-                if job_state in FAILED_STATES or job_state in ("CANCELLED", "LOST") or (
-                        job_state == "COMPLETED" and not task.done()):
-                    row["state"] = "cancelled" if job_state == "CANCELLED" else "failed"
-                    row["error"] = f"{task.stage}: " + (_error_line(folder, latest[task.key], executor, local, task.key)
-                                                        or job_state)
+                if task_state in ("failed", "cancelled"):
+                    row.update(state=task_state, error=f"{task.stage}: {view.error(task)}", log=view.log(task))
                     break
-                row["state"] = "running" if job_state == "RUNNING" and task is chain[0] else "pending"
+                row["state"] = "running" if task_state == "running" and task is chain[0] else "pending"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+STAGE_COUNTS = ("done", "running", "pending", "failed", "cancelled", "not launched")
+
+
+@dataclass
+class SweepProgress:
+    """Where each stage of a launched sweep stands (`stage_progress`); `format_progress` prints it."""
+
+    stages: pd.DataFrame  # per stage, in plan order: STAGE_COUNTS, total, task_seconds, left_seconds
+    elapsed_seconds: float | None  # since the first launch (None: no launch recorded)
+    eta_seconds: float | None  # None when nothing is left, or a stage with work left has no finished task yet
+    parallel: int  # the tasks the ETA assumes run at once
+
+    @property
+    def active(self) -> int:
+        """Tasks running or waiting to run."""
+        return int(self.stages.running.sum() + self.stages.pending.sum())
+
+
+def stage_progress(folder: Path | SweepView, now: float | None = None) -> SweepProgress:
+    """Per stage (render, pretrain, finetune, ... as the plan names them): how many tasks are done, running,
+    pending, failed, cancelled or not launched; the mean duration of its finished tasks (`task_seconds`) and the
+    job-seconds its running and pending tasks still need at that mean (`left_seconds`, NaN when none finished).
+    The ETA spreads the work left over `parallel` jobs at once: the local runner's max_parallel, on Slurm the
+    tasks running now (at least one)."""
+    view = folder if isinstance(folder, SweepView) else SweepView.read(folder)
+    now = time.time() if now is None else now
+    rows: dict[str, dict[str, Any]] = {}
+    for task in view.plan.tasks:
+        row = rows.setdefault(task.stage, {**dict.fromkeys(STAGE_COUNTS, 0), "seconds": [], "running_for": []})
+        task_state = view.task_state(task)
+        row[task_state] += 1
+        if task_state == "done" and (seconds := view.seconds(task)) is not None:
+            row["seconds"].append(seconds)
+        elif task_state == "running":
+            started = view.started(task)
+            row["running_for"].append(now - started if started is not None else 0.0)
+    records = []
+    for stage, row in rows.items():
+        mean = sum(row["seconds"]) / len(row["seconds"]) if row["seconds"] else float("nan")
+        left = row["pending"] * mean + sum(max(mean - ran, 0.0) for ran in row["running_for"])
+        records.append({"stage": stage, **{k: row[k] for k in STAGE_COUNTS},
+                        "total": sum(row[k] for k in STAGE_COUNTS), "task_seconds": mean,
+                        "left_seconds": left if row["pending"] + row["running"] else 0.0})
+    stages = pd.DataFrame(records).set_index("stage")
+    launches = view.state.get("launches", [])
+    last = launches[-1] if launches else {}
+    # a local job may run a chain of tasks, so its max_parallel, not the tasks running, bounds the jobs at once
+    parallel = max(int(stages.running.sum()) if view.executor == "slurm" else int(last.get("max_parallel", 1)), 1)
+    left = stages.left_seconds
+    eta = None if not (stages.running.sum() + stages.pending.sum()) or left.isna().any() else left.sum() / parallel
+    elapsed = now - launches[0]["time"] if launches else None
+    return SweepProgress(stages, elapsed, eta, parallel)
+
+
+def format_duration(seconds: float | None) -> str:
+    """45s, 12m05s, 3h12m, 2d04h; '-' when unknown."""
+    if seconds is None or seconds != seconds:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_progress(progress: SweepProgress) -> str:
+    """The stage table (counts, mean task, work left) and a line with the elapsed time and the ETA."""
+    stages = progress.stages
+    shown = [c for c in STAGE_COUNTS if c not in ("cancelled", "not launched") or stages[c].any()]
+    table = stages[[*shown, "total"]].copy()
+    table["mean task"] = stages.task_seconds.map(format_duration)
+    table["work left"] = stages.left_seconds.map(format_duration)
+    parts = []
+    if progress.elapsed_seconds is not None:
+        parts.append(f"elapsed {format_duration(progress.elapsed_seconds)} since the first launch")
+    unfinished = int(stages.failed.sum() + stages.cancelled.sum())
+    if not progress.active:
+        parts.append("nothing running or queued" + (f"; launching again reruns the {unfinished} failed or "
+                                                     f"cancelled tasks" if unfinished else ""))
+    elif progress.eta_seconds is not None:
+        parts.append(f"ETA ~{format_duration(progress.eta_seconds)} ({progress.parallel} at a time, each task "
+                     f"as long as its stage's finished ones)")
+    else:
+        waiting = [s for s in stages.index if stages.left_seconds.isna()[s]]
+        parts.append(f"ETA once a {' and a '.join(waiting)} task has finished")
+    return table.reset_index().to_string(index=False) + "\n" + "; ".join(parts)
 
 
 def collect(folder: Path, experiment: str, out: Path) -> pd.DataFrame:
