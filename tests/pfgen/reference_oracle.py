@@ -45,6 +45,16 @@ def raw_fluency(table: dict[str, int], answer: str) -> float:
     return best
 
 
+def fluency_discount(table: dict[str, int], answer: str) -> float:
+    """d(n) at the first n where the discounted running sum is largest (1 when nothing scores), as upstream."""
+    running, best, applied = 0, 0.0, 1.0
+    for n, row in enumerate(new_ngrams_by_end(f"^{answer}$"[:202])):
+        running += sum(table.get(gram, 0) for gram in row)
+        if n > 0 and running * discount(n) > best:
+            best, applied = running * discount(n), discount(n)
+    return applied
+
+
 def truthfulness(table: dict[str, int], answer: str, n_answers: int) -> float:
     text = f"^{answer}$"[:202]
     cover = [0] * len(text)

@@ -77,3 +77,38 @@ def test_bad_inputs_exit_2_with_a_clear_message(tmp_path, small_data, capsys):
     (small_data / "Q02.json").write_text("{not json", encoding="utf-8")
     assert main([str(result), "--data", str(small_data), "--cache-dir", str(tmp_path / "c")]) == 2
     assert "Q02.json: malformed JSON" in capsys.readouterr().err
+
+
+def test_per_answer_output_keeps_input_fields_and_headline_averages_questions_first(tmp_path, small_data, capsys):
+    """Issue 19: --out keeps every input field and the line number, adds upstream's details; with 3 answers to
+    Q01 and 1 to Q02, F/T/H are per-question means first (upstream), not pooled over the 4 answers."""
+    from lab.eval.pfgen.results import summarize
+    from lab.eval.pfgen.scorer import load_scorers
+    from lab.eval.pfgen.results import score_answers
+
+    good, bad = "答えは2回です。理由は針が重なるからです。", "わかりません。"
+    lines = [{"question": "質問1は何ですか？", "answer": good, "model": "m", "seed": 7, "trial": 1},
+             {"question": "質問1は何ですか？", "answer": good, "model": "m", "seed": 7, "trial": 2},
+             {"question": "質問1は何ですか？", "answer": good + "x" * 120, "model": "m", "seed": 7, "trial": 3},
+             {"question": "質問2は何ですか？", "answer": bad, "model": "m", "seed": 7, "score": "kept", "trial": 1}]
+    result = write_trials(tmp_path / "trials.jsonl", lines)
+    out = tmp_path / "per_answer.jsonl"
+    assert main([str(result), "--data", str(small_data), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["model"] == "m" and r["seed"] == 7 for r in rows) and rows[3]["input_score"] == "kept"
+    assert [r["answer"] for r in rows] == [line["answer"] for line in lines]
+    assert rows[0]["missed_keywords"] == [] and rows[0]["helpfulness_results"] == []
+    assert rows[3]["missed_keywords"] == ["答え", "[0-9]+回", "理由"]  # an "or" rule is named by its earliest match
+    assert rows[3]["helpfulness_results"] == [["答え", 0.0], ["[0-9]+回", 0.0], ["理由", 0.5]]
+    assert rows[0]["fluency_discount"] == 1.0 and rows[2]["fluency_discount"] <= 1.0
+
+    scores = score_answers(read_answers(result), load_scorers(small_data, tmp_path / "c"))
+    report = summarize(scores)
+    for metric in ("fluency", "truthfulness", "helpfulness"):
+        q1 = [getattr(s, metric) for s in scores if s.question_id == "Q01"]
+        q2 = [getattr(s, metric) for s in scores if s.question_id == "Q02"]
+        assert getattr(report, metric) == pytest.approx((sum(q1) / 3 + q2[0]) / 2)
+    pooled = sum(s.helpfulness for s in scores) / len(scores)
+    assert abs(report.helpfulness - pooled) > 0.1  # the two means differ here
+    assert report.score == pytest.approx((scores[0].score + scores[1].score) / 2)  # trial 1, both questions

@@ -81,3 +81,19 @@ def test_upstream_files_all_load(upstream):
     questions = load_questions(upstream)
     assert len(questions) == 50 and len({q.category for q in questions}) == 14
     assert all(len(s) == 1000 for q in questions for s in q.answer_sets.values())
+
+
+def test_helpfulness_details_name_the_missed_rules_and_the_length_overrun():
+    """Upstream's helpfulness_results: missed rules as [name, 1 - importance], then "<k>字超過" past 100 chars."""
+    from lab.eval.pfgen.keywords import helpfulness_details
+
+    keywords = rules({"t": "答え"}, {"or": [{"t": "無い"}, {"t": "[0-9]+回"}]}, {"importance": 0.5, "t": "理由"})
+    for answer in ["答えは2回", "答えです", "x" * 120 + "答え2回", "理由" + "x" * 10, ""]:
+        details = helpfulness_details(keywords, answer)
+        assert details.value == helpfulness(keywords, answer)
+    assert helpfulness_details(keywords, "答えは2回").results() == [["理由", 0.5]]
+    assert helpfulness_details(keywords, "答えです").results() == [["無い", 0.0], ["理由", 0.5]]  # "or": tie, first
+    assert helpfulness_details(keywords, "答え無い").missed == (("理由", 0.5),)
+    late = helpfulness_details(keywords, "x" * 120 + "答え2回")
+    assert late.cut == 124 and late.results() == [["理由", 0.5], ["24字超過", pytest.approx(0.52)]]
+    assert late.value == pytest.approx(0.26)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lab.eval.pfgen.ngram_table import build_table, fluency, truthfulness
+from lab.eval.pfgen.ngram_table import build_table, fluency, fluency_and_discount, truthfulness
 
 from . import reference_oracle as oracle
 
@@ -23,6 +23,9 @@ def assert_matches_oracle(answers: list[str], queries: list[str]) -> None:
     expected_t = [oracle.truthfulness(df, q, len(answers)) for q in queries]
     np.testing.assert_allclose(fluency(table, queries), expected_f, rtol=0, atol=1e-12)
     np.testing.assert_allclose(truthfulness(table, queries), expected_t, rtol=0, atol=1e-12)
+    values, discounts = fluency_and_discount(table, queries)
+    np.testing.assert_allclose(values, expected_f, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(discounts, [oracle.fluency_discount(df, q) for q in queries], rtol=0, atol=1e-12)
 
 
 def test_small_set_matches_the_definitions():

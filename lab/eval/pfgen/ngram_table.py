@@ -106,7 +106,7 @@ def build_table(answers: Sequence[str]) -> NgramTable:
         dfs.append(df)
         parent = offset + 1 + inverse
         offset += len(level_keys)
-    raw = _best_discounted(contributions, np.minimum(lengths, ANSWER_WINDOW))
+    raw, _ = _best_discounted(contributions, np.minimum(lengths, ANSWER_WINDOW))
     return NgramTable(vocab, np.concatenate(keys), np.concatenate(dfs), len(answers), sum(raw.tolist()) / len(answers))
 
 
@@ -138,17 +138,18 @@ def _add_first_occurrences(
     )
 
 
-def _best_discounted(contributions: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """max(0, max over 1 <= n <= length of S(n) d(n)), S the running sum of the contributions."""
+def _best_discounted(contributions: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max(0, max over 1 <= n <= length of S(n) d(n)), d at the first n reaching it), S the running sum of the
+    contributions; the discount is 1 where nothing scores (upstream's starting value)."""
     positions = np.arange(contributions.shape[1])
     value = np.cumsum(contributions, axis=1) * length_discount(positions)
     value[:, 0] = 0.0
     value[positions[None, :] > lengths[:, None]] = 0.0
-    return value.max(axis=1, initial=0.0)
+    best = value.argmax(axis=1)  # the first maximum, as upstream's strict ">" keeps the earliest n
+    return value[np.arange(len(value)), best], length_discount(best)
 
 
-def raw_fluency(table: NgramTable, answers: Sequence[str]) -> np.ndarray:
-    """max(0, max_n S(n) d(n)) per answer, before dividing by the baseline; S counts distinct n-grams once."""
+def _raw_fluency(table: NgramTable, answers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     texts = [a[:ANSWER_WINDOW] for a in answers]
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     width = int(lengths.max(initial=0))
@@ -166,9 +167,21 @@ def raw_fluency(table: NgramTable, answers: Sequence[str]) -> np.ndarray:
     return _best_discounted(contributions, lengths)
 
 
+def raw_fluency(table: NgramTable, answers: Sequence[str]) -> np.ndarray:
+    """max(0, max_n S(n) d(n)) per answer, before dividing by the baseline; S counts distinct n-grams once."""
+    return _raw_fluency(table, answers)[0]
+
+
 def fluency(table: NgramTable, answers: Sequence[str]) -> np.ndarray:
     """Fluency_k per answer: raw fluency relative to the set's own answers (a typical reference scores ~1)."""
     return raw_fluency(table, answers) / table.baseline
+
+
+def fluency_and_discount(table: NgramTable, answers: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Fluency_k per answer and the length discount d(n) at the prefix length n that gave it (1 up to 100
+    characters): how much of the answer's fluency its length cost."""
+    raw, discount = _raw_fluency(table, answers)
+    return raw / table.baseline, discount
 
 
 def truthfulness(table: NgramTable, answers: Sequence[str]) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 Layout: trials.jsonl or trials.jsonl.xz, one {"question", "answer", ...} object per line; the i-th line
 for a question is its trial i (upstream concatenates one file of 50 lines per trial).
+
+Headline numbers as upstream's pfgen_eval.py computes them: the score of a trial is the mean over questions of that
+trial's answers (trials every question has); fluency, truthfulness and helpfulness are per-question means first,
+then the mean over questions, so a question with more answers does not weigh more. Per category likewise.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import lzma
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 from pathlib import Path
 
 from lab.eval.pfgen.data import PfgenDataError
 from lab.eval.pfgen.scorer import AnswerScore, QuestionScorer
 
 RESULT_NAMES = ("trials.jsonl.xz", "trials.jsonl")
+METRICS = ("score", "fluency", "truthfulness", "helpfulness")
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,8 @@ class GeneratedAnswer:
     question: str
     answer: str
     trial: int
-    line: int
+    line: int  # 1-based line number in the result file
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)  # the whole input line
 
 
 def _result_file(path: Path) -> Path:
@@ -61,7 +68,8 @@ def read_answers(path: Path) -> list[GeneratedAnswer]:
         if not isinstance(record.get("answer"), str):
             raise PfgenDataError(f"{path}:{number}: question {record['question']!r} has no string 'answer'")
         counts[record["question"]] += 1
-        answers.append(GeneratedAnswer(record["question"], record["answer"], counts[record["question"]], number))
+        answers.append(GeneratedAnswer(record["question"], record["answer"], counts[record["question"]], number,
+                                       record))
     if not answers:
         raise PfgenDataError(f"{path}: no answers")
     return answers
@@ -70,7 +78,8 @@ def read_answers(path: Path) -> list[GeneratedAnswer]:
 def score_answers(
     answers: Sequence[GeneratedAnswer], scorers: dict[str, QuestionScorer], source: str = "answers"
 ) -> list[AnswerScore]:
-    """Score all answers, one vectorised pass per question; unknown questions are an error."""
+    """Score all answers, one vectorised pass per question; unknown questions are an error. Each score carries
+    its input line's number and fields."""
     by_question: dict[str, list[GeneratedAnswer]] = defaultdict(list)
     for a in answers:
         if a.question not in scorers:
@@ -78,7 +87,8 @@ def score_answers(
         by_question[a.question].append(a)
     scores = []
     for question, group in by_question.items():
-        scores += scorers[question].score([a.answer for a in group], [a.trial for a in group])
+        scored = scorers[question].score([a.answer for a in group], [a.trial for a in group])
+        scores += [replace(s, line=a.line, fields=a.fields) for s, a in zip(scored, group)]
     return sorted(scores, key=lambda s: (s.trial, s.question_id))
 
 
@@ -132,7 +142,8 @@ class PfgenReport:
 
 
 def summarize(scores: Sequence[AnswerScore]) -> PfgenReport:
-    """Trial score = mean over questions; reported = mean +- std over the trials every question has."""
+    """Trial score = mean over questions; reported = mean +- std over the trials every question has; F/T/H and the
+    categories average each question first (see the module docstring)."""
     by_question: dict[str, list[AnswerScore]] = defaultdict(list)
     for s in sorted(scores, key=lambda s: s.trial):
         by_question[s.question_id].append(s)
@@ -142,13 +153,13 @@ def summarize(scores: Sequence[AnswerScore]) -> PfgenReport:
     length, length_std = mean_std(s.length for s in scores)
 
     def means(group: Sequence[AnswerScore]) -> tuple[float, float, float, float]:
-        n = len(group)
-        return (
-            sum(s.score for s in group) / n,
-            sum(s.fluency for s in group) / n,
-            sum(s.truthfulness for s in group) / n,
-            sum(s.helpfulness for s in group) / n,
-        )
+        """Mean score, F, T, H over questions, each question's answers averaged first (as upstream)."""
+        per_question: dict[str, list[AnswerScore]] = defaultdict(list)
+        for s in group:
+            per_question[s.question_id].append(s)
+        rows = [[sum(getattr(s, m) for s in answers) / len(answers) for m in METRICS]
+                for answers in per_question.values()]
+        return tuple(sum(column) / len(rows) for column in zip(*rows))  # type: ignore[return-value]
 
     by_category: dict[str, list[AnswerScore]] = defaultdict(list)
     for s in scores:
@@ -161,8 +172,9 @@ def summarize(scores: Sequence[AnswerScore]) -> PfgenReport:
 
 
 def write_scores(scores: Sequence[AnswerScore], path: Path) -> None:
-    """Per-answer scores as JSONL."""
+    """Per-answer scores as JSONL, in input order: each input line's fields, its line number, the scores and
+    upstream's per-answer details (see AnswerScore)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for s in scores:
+        for s in sorted(scores, key=lambda s: (s.line is None, s.line or 0)):
             f.write(json.dumps(s.to_json(), ensure_ascii=False) + "\n")
