@@ -210,7 +210,7 @@ def read_fit_table(args: argparse.Namespace, law: Law) -> FitTable:
     if args.seed_column is not None:
         _require_columns(frame, [args.seed_column])
     _refuse_pooled_curves(fitted, list(args.x), seed_column=args.seed_column or _seed_column(fitted),
-                          ignored=[args.y, *group_columns, *where_columns])
+                          group_columns=group_columns, ignored=[args.y, *where_columns])
     # Checked here with the CSV's column names, on every row: held-out rows included.
     validate_points(law_name=law.name, xs=columns, y=y, weights=None, row_labels=list(fitted.index),
                     target_range=None if args.no_range_check else law.target_range, y_name=args.y)
@@ -447,37 +447,51 @@ def _seed_column(frame: pd.DataFrame) -> str | None:
 
 
 def _refuse_pooled_curves(
-    frame: pd.DataFrame, x_columns: list[str], seed_column: str | None, ignored: list[str]
+    frame: pd.DataFrame, x_columns: list[str], seed_column: str | None, group_columns: list[str], ignored: list[str]
 ) -> None:
-    """Rows that repeat an (x, seed) and differ in a label column are several curves; pooled as repeats of one
-    they give a meaningless fit with a confident-looking interval."""
-    key = [*x_columns, *([seed_column] if seed_column and seed_column not in x_columns else [])]
-    repeated = frame[frame.duplicated(key, keep=False)]
-    if repeated.empty:
+    """Rows of one curve (same --group values) that repeat an (x, seed) and differ in a label column are several
+    curves; pooled as repeats of one they give a meaningless fit with a confident-looking interval. Columns that
+    follow the groups (a pre-training task's metric name) never differ within one, so they are not flagged."""
+    seeds = [seed_column] if seed_column and seed_column not in x_columns else []
+    key = list(dict.fromkeys([*x_columns, *seeds, *group_columns]))
+    if not frame.duplicated(key).any():
         return
-    candidates = [c for c in frame.columns if c not in key and c not in ignored and _looks_like_label(frame[c])
-                  and bool((repeated.groupby(key)[c].nunique() > 1).any())]
-    # Text and whole-number columns (task, model, s) name curves; fractional ones (lr chosen per run) only
-    # when nothing else does (a ratio such as fratio=0.5).
-    discrete = [c for c in candidates if _is_discrete(frame[c])]
-    labels = discrete or candidates
+    candidates = [c for c in frame.columns if c not in key and c not in ignored and _looks_like_label(frame[c])]
+    # Text and whole-number columns (task, model, s) name curves before fractional ones (an lr chosen per run).
+    candidates.sort(key=lambda c: not _is_discrete(frame[c]))
+    labels = _splitting_columns(frame, key, candidates)
     if not labels:
         return
     described = "; ".join(f"{c}: {_value_list(frame[c], limit=5)}" for c in labels)
-    one_curve = " ".join(f"--where {c}={_format_value(frame[c].dropna().iloc[0])}" for c in labels)
+    first = frame[labels].dropna().iloc[0] if frame[labels].notna().all(axis=1).any() else frame[labels].iloc[0]
+    one_curve = " ".join(f"--where {c}={_format_value(first[c])}" for c in labels)
     raise InputError(
         f"the table holds several curves: rows with the same {', '.join(key)} differ in {', '.join(labels)} "
-        f"({described}). Fit one curve per value with --group {','.join(labels)}, or pick one curve with "
-        f"{one_curve}. (A column that numbers repeats of one curve is not a label: name it with --seed-column.)"
+        f"({described}). Fit one curve per value with --group {','.join([*group_columns, *labels])}, or pick one "
+        f"curve with {one_curve}. (A column that numbers repeats of one curve is not a label: name it with "
+        f"--seed-column.)"
     )
+
+
+def _splitting_columns(frame: pd.DataFrame, key: list[str], candidates: list[str]) -> list[str]:
+    """The candidates, in order, that each split rows still repeating the key: a column that follows one already
+    taken (a hash of the level, a second name of the model) splits nothing and is left out of the message."""
+    chosen: list[str] = []
+    for column in candidates:
+        repeated = frame[frame.duplicated([*key, *chosen], keep=False)]
+        if repeated.empty:
+            break
+        if (repeated.groupby([*key, *chosen], dropna=False)[column].nunique() > 1).any():
+            chosen.append(column)
+    return chosen
 
 
 def _looks_like_label(column: pd.Series) -> bool:
     """A label takes few values, each shared by many rows; a per-run measurement or hash is nearly unique."""
     import pandas as pd
 
-    if pd.api.types.is_bool_dtype(column):
-        return False
+    if pd.api.types.is_bool_dtype(column) or set(column.dropna().unique()) <= {True, False}:
+        return False  # a per-run verdict (beats_baseline), even when missing values made it text
     distinct = column.nunique()
     return 2 <= distinct <= len(column) / 2
 

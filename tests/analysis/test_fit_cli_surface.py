@@ -33,13 +33,29 @@ def curves_csv(path, labels: dict[str, list], seeds: int = 2, extra=None, scale:
 
 def test_several_curves_are_refused_with_their_label_columns_named(tmp_path, capsys):
     csv = curves_csv(tmp_path / "many.csv", {"model": ["r18", "r50"], "task": ["coco", "ade"]})
+    frame = pd.read_csv(csv)
+    frame["model_hash"] = frame.model.map({"r18": "a1", "r50": "b2"})  # follows model: not worth naming
+    frame.to_csv(csv, index=False)
     assert main([str(csv), "--bootstrap", "0", "--out", str(tmp_path / "x")]) == EXIT_BAD_INPUT
     message = capsys.readouterr().err
-    assert "several curves" in message and "differ in model, task" in message
+    assert "several curves" in message and "differ in model, task (" in message and "model_hash" not in message
     assert "--group model,task" in message and "--where model=r18 --where task=coco" in message
     assert not (tmp_path / "x").exists()
     assert main([str(csv), "--group", "model", "--where", "task=coco", "--bootstrap", "0", "--out",
                  str(tmp_path / "y")]) == EXIT_OK
+
+
+def test_columns_that_follow_the_groups_are_not_labels_but_a_further_label_is(tmp_path, capsys):
+    """A pre-training task's metric name follows the task: grouped by task it splits nothing; a model does."""
+    frame = pd.read_csv(curves_csv(tmp_path / "tasks.csv", {"task": ["seg", "normals"], "model": ["r18", "r50"]}))
+    frame["task_metric"] = frame.task.map({"seg": "ce", "normals": "cos"})
+    csv = tmp_path / "with_metric.csv"
+    frame.to_csv(csv, index=False)
+    argv = [str(csv), "--group", "task", "--bootstrap", "0"]
+    assert main(argv + ["--where", "model=r18", "--out", str(tmp_path / "a")]) == EXIT_OK
+    assert main(argv + ["--out", str(tmp_path / "b")]) == EXIT_BAD_INPUT
+    message = capsys.readouterr().err
+    assert "differ in model (" in message and "--group task,model" in message and "task_metric" not in message
 
 
 def test_one_curve_with_per_run_columns_is_not_mistaken_for_several(tmp_path):
