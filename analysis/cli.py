@@ -39,7 +39,17 @@ EXAMPLE_CSV = Path(__file__).resolve().parent / "data" / "example_curves.csv"  #
 SEED_COLUMNS = ("seed", "replicate", "repeat", "rep", "trial")
 LIST_OPTIONS = ("x", "fix", "bounds", "where")  # repeatable options; fit_arguments also takes them comma-separated
 # The library names its own arguments in messages; on the command line they are flags.
-CLI_SPELLING = {"fit with bootstrap=B": "run with --bootstrap B", "pass target_range=None": "pass --no-range-check"}
+CLI_SPELLING = {
+    "fit with bootstrap=B": "run with --bootstrap B",
+    "pass target_range=None": "pass --no-range-check",
+    "n_resamples must be >= 2": "--bootstrap must be 0 (no intervals) or >= 2",
+    "level must be in (0, 1)": "--level must be in (0, 1)",
+    "huber_delta must be > 0": "--huber-delta must be > 0",
+    "fix names unknown parameters": "--fix names unknown parameters",
+    "bounds names unknown parameters": "--bounds names unknown parameters",
+    "shared names unknown parameters": "--shared names unknown parameters",
+    "must satisfy lower < upper": "must satisfy LO < HI (--bounds NAME=LO:HI)",
+}
 BOUNDS_FORM = "NAME=LO:HI (e.g. alpha=0.1:1.5; leave LO or HI empty for no bound)"
 
 

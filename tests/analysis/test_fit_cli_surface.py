@@ -122,6 +122,8 @@ def test_messages_name_the_flags_and_what_to_do(tmp_path, capsys):
     csv = curves_csv(tmp_path / "one.csv", {"task": ["coco"]})
     assert main([str(csv), "--bounds", "alpha=0.1-1.5", "--out", str(tmp_path / "a")]) == EXIT_BAD_INPUT
     assert "--bounds expects NAME=LO:HI" in capsys.readouterr().err
+    assert main([str(csv), "--bootstrap", "1", "--out", str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "--bootstrap must be 0 (no intervals) or >= 2" in capsys.readouterr().err
     assert main([str(csv), "--bounds", "alpha=0.1:1.5", "--bootstrap", "0", "--out", str(tmp_path / "b")]) == EXIT_OK
     printed = capsys.readouterr().out
     assert "--bootstrap B" in printed and "bootstrap=B" not in printed
