@@ -300,7 +300,7 @@ def _payload(
     payload["questions"] = questions
     if held_out is not None:
         summary = {k: v for k, v in held_out.to_dict().items() if k != "fit"}  # the fit is payload["fit"]
-        payload["extrapolation"] = {**summary, "by_group": held_out.by_group(), "points": held_out.points()}
+        payload["extrapolation"] = {**summary, "by_group": held_out.by_group(), "points": held_out.points(args.x[0])}
     if comparison is not None:
         payload["comparison"] = comparison.to_dict()
     return payload

@@ -62,11 +62,13 @@ class ExtrapolationResult:
             "fit": self.fit.to_dict(),
         }
 
-    def points(self) -> list[dict[str, Any]]:
-        """One record per held-out point: its input, observed and predicted values (and group, row when known)."""
+    def points(self, x_name: str | None = None) -> list[dict[str, Any]]:
+        """One record per held-out point: its input (keyed ``x_name``, default the law's input name), observed and
+        predicted values, and its group and row when known."""
         records = []
         for i, (x, observed, predicted) in enumerate(zip(self.x_test, self.y_test, self.predicted)):
-            record: dict[str, Any] = {self.x_axis: float(x), "observed": float(observed), "predicted": float(predicted)}
+            record: dict[str, Any] = {x_name or self.x_axis: float(x), "observed": float(observed),
+                                      "predicted": float(predicted)}
             if self.groups_test is not None:
                 record["group"] = self.groups_test[i]
             if self.rows_test is not None:

@@ -63,6 +63,7 @@ def test_fit_new_curves_notebook_is_lab_fit_on_a_foreign_csv_from_outside_the_re
     assert (out / "fit.png").stat().st_size > 5000
     written = json.loads((out / "fit.json").read_text())
     assert set(written["fit"]["groups"]) == {"cnn", "vit"} and written["extrapolation"]["by_group"]
+    assert "images" in written["extrapolation"]["points"][0], "held-out points keyed by the CSV's column"
     shown = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs if "image/png" in o.get("data", {})]
     assert shown, "the figure is displayed inline"
     argv = [str(csv), "--x", "images", "--y", "top1_err", "--seed-column", "trial_no", "--group", "family", "--extrapolate-from", "16000",
