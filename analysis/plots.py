@@ -243,3 +243,25 @@ def plot_transfer_grid(
                 ax.legend(fontsize=6, frameon=False)
     figure.tight_layout()
     return TransferGrid(figure=figure, fits=fits, baselines=baselines)
+
+
+# Metadata keys that hold the time or the software version, per format: dropped so that the bytes depend on the
+# figure alone. A date is written only when SOURCE_DATE_EPOCH asks for one (matplotlib then uses that time).
+_VOLATILE_METADATA = {"pdf": ("CreationDate", "Creator", "Producer"), "svg": ("Date", "Creator"),
+                      "png": ("Software",)}
+_DATE_KEYS = ("CreationDate", "Date")
+
+
+def save_figure(figure: matplotlib.figure.Figure, path: Any, *, format: str | None = None, **savefig: Any) -> None:
+    """`figure.savefig` with reproducible bytes: saving the same figure again gives an identical file, so
+    regenerated paper figures leave git clean. PDF and SVG carry no creation date (the SOURCE_DATE_EPOCH time when
+    that is set) and no matplotlib version; PNG has no Software key; SVG element ids come from a fixed salt."""
+    import os
+    from pathlib import Path
+
+    kind = (format or Path(str(path)).suffix.lstrip(".") or matplotlib.rcParams["savefig.format"]).lower()
+    dated = "SOURCE_DATE_EPOCH" in os.environ
+    metadata = {key: None for key in _VOLATILE_METADATA.get(kind, ()) if not (dated and key in _DATE_KEYS)}
+    metadata.update(savefig.pop("metadata", None) or {})
+    with matplotlib.rc_context({"svg.hashsalt": "lab"}):
+        figure.savefig(path, format=kind, metadata=metadata or None, **savefig)

@@ -387,7 +387,8 @@ def verdict_from_trend(result: Trend, expect: str = "lower") -> str:
 
 def save_outputs(out: str | Path, name: str, *, figure: Any = None, tables: dict[str, str] | None = None,
                  findings: Sequence[Finding] = ()) -> list[Path]:
-    """Write out/figures/<name>.{pdf,png}, out/tables/<key>.tex and out/findings/<name>.json, each atomically."""
+    """Write out/figures/<name>.{pdf,png}, out/tables/<key>.tex and out/findings/<name>.json, each atomically;
+    the same figure gives the same bytes (analysis.plots.save_figure)."""
     import json
     import os
     import tempfile
@@ -411,9 +412,11 @@ def save_outputs(out: str | Path, name: str, *, figure: Any = None, tables: dict
         written.append(path)
 
     if figure is not None:
+        from analysis.plots import save_figure  # no dates or versions in the files: rerunning leaves git clean
+
         for suffix in ("pdf", "png"):
             atomic(out / "figures" / f"{name}.{suffix}",
-                   lambda tmp, s=suffix: figure.savefig(tmp, format=s, dpi=130, bbox_inches="tight"))
+                   lambda tmp, s=suffix: save_figure(figure, tmp, format=s, dpi=130, bbox_inches="tight"))
     for key, text in (tables or {}).items():
         atomic(out / "tables" / f"{key}.tex", lambda tmp, t=text: Path(tmp).write_text(t))
     if findings:
@@ -515,9 +518,26 @@ def _pooled_noise(part: pd.DataFrame) -> tuple[float, int]:
     return float(math.sqrt((groups.var(ddof=1).fillna(0) * (groups.count() - 1)).sum() / df)), df
 
 
+SCRATCH_LABEL = "scratch (n = 0)"
+UNLEARNED_LABEL = "pre-training did not beat its trivial baseline"
+
+
+def count_label(n: float, _position: Any = None) -> str:
+    """A tick label for a sample count: 250, 4k, 16k, 1.28M."""
+    for scale, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return f"{n:.3g}"
+
+
 def draw_curve(ax: Any, points: pd.DataFrame, result: FitResult | None, *, group: str | None = None,
-               color: Any = None, label: str = "") -> None:
-    """Seeds as dots, the fitted L(n) over the n > 0 range (bootstrap band when present), the n = 0 mean dashed."""
+               color: Any = None, label: str = "", scratch_label: str | None = None) -> None:
+    """Seeds as dots, the fitted L(n) over the n > 0 range (bootstrap band when present), the n = 0 mean dashed
+    (in the legend as `scratch_label` when given). The x axis has a tick at each swept n (up to 8 of them), so
+    even a range within one decade shows several labelled ticks."""
+    from matplotlib.ticker import (FixedLocator, FormatStrFormatter, FuncFormatter, LogLocator, MaxNLocator,
+                                   NullFormatter, NullLocator)
+
     trained, scratch = points[points.n > 0], points[points.n == 0].error
     ax.scatter(trained.n, trained.error, s=14, alpha=0.7, color=color)
     if result is not None:
@@ -527,12 +547,70 @@ def draw_curve(ax: Any, points: pd.DataFrame, result: FitResult | None, *, group
             lo, hi = result.predict_interval(grid, group=group)
             ax.fill_between(grid, lo, hi, color=color, alpha=0.15, lw=0)
     if len(scratch):
-        ax.axhline(scratch.mean(), color=color, ls="--", lw=1)
+        ax.axhline(scratch.mean(), color=color, ls="--", lw=1, label=scratch_label or "_nolegend_")
     ax.set(xscale="log", yscale="log", xlabel="n (synthetic images)", ylabel="error")
-    from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter, NullLocator
-
+    swept = np.sort(trained.n.unique())
+    ax.xaxis.set_major_locator(FixedLocator(swept) if 1 < len(swept) <= 8 else LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(count_label))
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor tick labels of a short log range overlap
     # errors often span less than a decade, where a log axis labels nothing: a few plain ticks instead
     ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
     ax.yaxis.set_minor_locator(NullLocator())
+
+
+def draw_figure1(errors: pd.DataFrame, fits: dict[tuple[str, int], Any], *,
+                 controls: Sequence[str] = ()) -> Any:
+    """Figure 1: one panel per pre-training task (rows) and (target, s) (columns), from `fit_curves` results keyed
+    by (target, s). Every panel labels its own n ticks; one legend names the fit, the scratch line and the red
+    crosses (pre-trainings that did not beat their trivial baseline). Controls are drawn in red, last."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    tasks = sorted(errors.pretrain_task.unique(), key=lambda t: (t in controls, t))
+    columns = sorted(fits)
+    figure, axes = plt.subplots(len(tasks), len(columns), figsize=(3.2 * len(columns), 2.5 * len(tasks) + 0.5),
+                                squeeze=False)
+    for i, task in enumerate(tasks):
+        for j, (target, s) in enumerate(columns):
+            ax = axes[i][j]
+            part = errors[(errors.pretrain_task == task) & (errors.target == target) & (errors.s == s)]
+            fit = fits[(target, s)]
+            draw_curve(ax, part, fit.result, group=task if len(fit.frame) > 1 else None,
+                       color="C3" if task in controls else "C0", label="fit L(n)", scratch_label=SCRATCH_LABEL)
+            if "pretrain_beats_baseline" in part.columns:
+                unlearned = part[(part.n > 0) & (part.pretrain_beats_baseline.astype(str) == "False")]
+                ax.scatter(unlearned.n, unlearned.error, marker="x", color="red", s=30, zorder=5)
+            ax.set_title(f"{task} -> {target}, s={s}", fontsize=8)
+            ax.set(xlabel="n" if i == len(tasks) - 1 else "", ylabel="error" if j == 0 else "")
+    handles = [Line2D([], [], color="C0", lw=1.6, label="fit L(n) = D n^-alpha + C (band: bootstrap 95%)"),
+               Line2D([], [], color="C0", ls="--", lw=1, label=SCRATCH_LABEL),
+               Line2D([], [], color="C0", marker="o", ls="", ms=4, label="seeds")]
+    if "pretrain_beats_baseline" in errors.columns:
+        handles.append(Line2D([], [], color="red", marker="x", ls="", label=UNLEARNED_LABEL))
+    figure.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
+    return figure
+
+
+def draw_extrapolation(scored: pd.DataFrame) -> Any:
+    """Predicted vs observed error at each curve's largest n, one colour per study; horizontal error bars are the
+    seed standard deviation of the observed mean, so a point within its bar of the diagonal is as good as the seeds
+    allow. `scored`: rows of `extrapolation_table` (with a `study` column) that have an abs_error."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    largest = scored.loc[scored.groupby(["study", "curve"]).n.idxmax()]
+    figure, ax = plt.subplots(figsize=(5, 4))
+    for color, (name, part) in zip(sns.color_palette("colorblind"), largest.groupby("study")):
+        ax.errorbar(part.observed, part.predicted, xerr=part.seed_std.fillna(0), fmt="o", ms=4, color=color,
+                    ecolor=color, elinewidth=1, capsize=2, label=name)
+    spread = largest.seed_std.fillna(0)
+    lims = [min(scored[["observed", "predicted"]].min().min(), (largest.observed - spread).min()) * 0.9,
+            max(scored[["observed", "predicted"]].max().max(), (largest.observed + spread).max()) * 1.1]
+    ax.plot(lims, lims, color="0.3", lw=1)
+    ax.set(xlim=lims, ylim=lims, xlabel="observed error at the largest n (bars: seed SD)",
+           ylabel="predicted from n <= largest/4")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

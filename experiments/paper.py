@@ -159,8 +159,8 @@ def execute_notebook(notebook: Path, env: dict[str, str], save_to: Path | None =
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,  # no timestamps: a rerun
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()  # leaves git clean
     finally:
         for key, value in old.items():
             if value is None:
