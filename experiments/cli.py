@@ -286,9 +286,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                     "Example: lab task-finetune +experiment=coco_r50 data.root=/data/coco pretrained=PATH/model.pt")
     deferred.add(("task-finetune",), task_finetune, "experiments.task_finetune", "add_arguments")
     task_finetune.set_defaults(handler=delegate("experiments.task_finetune", "run_cli"))
-    from experiments.post_cli import add_post_commands
-
-    add_post_commands(commands)
+    post = commands.add_parser(
+        "post", help="post-training of PLaMo models: SFT/DPO pipeline, pruning, quantization, merging",
+        description="Post-training stages on HF-layout PLaMo folders: 'pipeline' (base -> SFT -> DPO -> merges, "
+                    "measured per stage), 'prune' (prune + distil vs the same shape from scratch), 'prune-summary', "
+                    "'quantize' (weight-only int8/int4) and 'merge' (linear or task arithmetic). Example: lab post "
+                    "quantize --model DIR --bits 4 --group-size 64 --out DIR; lab eval pfgen --model DIR scores the "
+                    "result.")
+    deferred.add(("post",), post, "experiments.post_cli", "add_post_arguments")
 
     paper = commands.add_parser(
         "paper", help="the paper reproduction: collect the studies' results, make the figures, build the PDF",

@@ -1,5 +1,8 @@
-"""`lab post quantize`, `lab post merge` (HF-layout folders) and `lab post prune-summary` (prune-study runs).
+"""`lab post`: the PLaMo post-training stages. `pipeline` (base -> SFT -> DPO -> merges) and `prune` run the
+recipes of experiments/post_training.py and experiments/prune_study.py; `quantize` and `merge` work on HF-layout
+folders; `prune-summary` pools prune-study runs.
 
+    lab post pipeline root=runs/post
     lab post quantize --model runs/x/model --bits 4 --group-size 64 --out runs/x/model-int4-g64
     lab post merge --method linear --models sft dpo --weights 0.5 0.5 --out merged
     lab post merge --method task --base base --models sft dpo --scales 0.7 0.3 --out merged
@@ -29,27 +32,33 @@ def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 
 
 def add_post_commands(subparsers: argparse._SubParsersAction) -> None:
-    """`lab post pipeline|prune|quantize|merge`: the PLaMo post-training stages."""
-    post = subparsers.choices.get("post") or subparsers.add_parser(
-        "post", help="post-training of PLaMo models (SFT/DPO pipeline, pruning, quantization, merging)",
-        description="Post-training stages on HF-layout PLaMo folders.")
+    """`post` with its actions under an existing sub-command group (the `lab` parser defers this to
+    `add_post_arguments`, so that `lab --help` does not import this module)."""
+    add_post_arguments(subparsers.choices.get("post") or subparsers.add_parser(
+        "post", help="post-training of PLaMo models (SFT/DPO pipeline, pruning, quantization, merging)"))
+
+
+def add_post_arguments(post: argparse.ArgumentParser) -> None:
+    """`lab post pipeline|prune|prune-summary|quantize|merge`: the PLaMo post-training stages."""
     actions = _subcommands(post)
 
-    for name, module, help_text, description in (
-        ("pipeline", "experiments.post_training", "base -> SFT -> DPO -> merges, measured per stage",
+    for name, handler, help_text, description in (
+        ("pipeline", run_pipeline, "base -> SFT -> DPO -> merges, measured per stage",
          "Pre-train (or load) a base PLaMo, SFT on synthetic instructions (loss on responses only), DPO against the "
          "frozen SFT model, linear and task-arithmetic merges; task accuracy and the pfgen-style score per stage "
-         "(report.md, stages.json). Hydra overrides of experiments/conf/post_training.yaml."),
-        ("prune", "experiments.prune_study", "prune a trained PLaMo, distil it, compare with the same shape from scratch",
+         "(<root>/<experiment>/report/{report.md,stages.json}). Hydra overrides of "
+         "experiments/conf/post_training.yaml, e.g. lab post pipeline root=runs/post sft.steps=100; "
+         "base_checkpoint=DIR starts from a saved PLaMo folder that holds its tokenizer."),
+        ("prune", _run_main("experiments.prune_study"),
+         "prune a trained PLaMo, distil it, compare with the same shape from scratch",
          "Train a larger PLaMo, prune layers/heads/channels by measured importance, distil (KL on logits) and "
          "compare at equal tokens with the small shape trained from scratch (bits/char, pfgen-style score). "
-         "Hydra overrides of experiments/conf/prune.yaml; --show-config prints the resolved config."),
+         "Hydra overrides of experiments/conf/prune.yaml, e.g. lab post prune +experiment=prune_lab seed=0."),
     ):
         stage = actions.add_parser(name, help=help_text, description=description)
+        stage.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
         stage.add_argument("overrides", nargs="*", help="Hydra overrides (key=value)")
-        if name == "prune":
-            stage.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
-        stage.set_defaults(handler=_run_main(module))
+        stage.set_defaults(handler=handler)
 
     summary = actions.add_parser(
         "prune-summary", help="pool prune-study runs of one recipe over seeds",
@@ -108,6 +117,18 @@ def _run_main(module: str):
         return importlib.import_module(module).main([*args.overrides, *show])
 
     return handler
+
+
+def run_pipeline(args: argparse.Namespace) -> int:
+    """`lab post pipeline`: the whole recipe, or its resolved config with --show-config."""
+    from experiments import post_training
+
+    if args.show_config:
+        from lab.core.config import to_yaml
+
+        print(to_yaml(post_training.load_post_training_config(args.overrides)), end="")
+        return 0
+    return post_training.main(args.overrides)
 
 
 def _copy_tokenizer(source: Path, out: Path) -> None:

@@ -66,3 +66,35 @@ def test_fit_help_and_importing_analysis_cli_load_no_fitting_or_plotting_library
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert imported == []
     assert modules_after(["fit", "--help"]) == set()
+
+
+def test_post_is_a_lab_subcommand_listing_its_actions_and_loaded_only_when_invoked(capsys):
+    """`python -m experiments.post_training` as `lab post pipeline` (issue 19): help without a Hydra traceback."""
+    from experiments.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "post-training of PLaMo models" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["post", "--help"])
+    listing = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert all(action in listing for action in ("pipeline", "prune", "prune-summary", "quantize", "merge"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["post", "pipeline", "--help"])
+    assert exit_info.value.code == 0 and "SFT" in capsys.readouterr().out
+    assert modules_after(["post", "--help"]) == set()
+    assert modules_after(["post", "quantize", "--help"]) == set()
+    code = ("import sys\nfrom experiments.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('experiments.post_cli' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().splitlines()[-1] == "False"  # deferred: `lab --help` does not import it
+
+
+def test_post_pipeline_shows_its_resolved_config(capsys, tmp_path):
+    from experiments.cli import main
+
+    assert main(["post", "pipeline", "--show-config", f"root={tmp_path}"]) == 0
+    assert f"root: {tmp_path}" in capsys.readouterr().out
+    assert main(["post", "pipeline", "--show-config", "sft_exampels=3"]) == 2
+    assert "sft_exampels" in capsys.readouterr().err
