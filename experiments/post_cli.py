@@ -109,6 +109,16 @@ def add_post_arguments(post: argparse.ArgumentParser) -> None:
     merge.set_defaults(handler=run_merge)
 
 
+def action_parser(action: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of one `lab post` action under another name, so that `python -m <module> --help` of a recipe
+    shows the same arguments and help as `lab post <action> --help`."""
+    parser = argparse.ArgumentParser(prog="lab post")
+    add_post_arguments(parser)
+    stage = _subcommands(parser).choices[action]
+    stage.prog = prog
+    return stage
+
+
 def _run_main(module: str):
     """A handler that passes the overrides to `module.main` (imported only when the subcommand runs)."""
 

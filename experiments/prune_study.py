@@ -447,10 +447,13 @@ def write_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    show = "--show-config" in args
-    config = load_prune_config([a for a in args if a != "--show-config"])
-    if show:
+    """`lab post prune` (also `python -m experiments.prune_study`, with the same --help)."""
+    from experiments.post_cli import action_parser
+
+    args = action_parser("prune", "python -m experiments.prune_study").parse_args(
+        sys.argv[1:] if argv is None else argv)
+    config = load_prune_config(args.overrides)
+    if args.show_config:
         print(to_yaml(config), end="")
         return 0
     result = run_prune_study(config)

@@ -98,3 +98,13 @@ def test_post_pipeline_shows_its_resolved_config(capsys, tmp_path):
     assert f"root: {tmp_path}" in capsys.readouterr().out
     assert main(["post", "pipeline", "--show-config", "sft_exampels=3"]) == 2
     assert "sft_exampels" in capsys.readouterr().err
+
+
+def test_a_post_recipe_run_as_a_module_has_the_same_help(capsys):
+    from experiments.prune_study import main as prune_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        prune_main(["--help"])
+    shown = capsys.readouterr().out
+    assert exit_info.value.code == 0 and shown.startswith("usage: python -m experiments.prune_study")
+    assert "--show-config" in shown and "distil" in shown
