@@ -32,10 +32,10 @@ def staged_plan(root: Path) -> tuple[sweep.Plan, Path]:
     """render -> pretrain -> finetune with stdlib callables (the job subprocesses unpickle them): one pre-training
     waits for a `go` file, one fine-tune reads a missing file, one dies without a result."""
     out, go = root / "staged" / "out", root / "go"
-    out.mkdir(parents=True)
+    (out / "slow").mkdir(parents=True)  # the slow pre-training's own folder, as a run directory would be
 
-    def task(key: str, stage: str, fn, job, depends: list[str] = (), output: bool = True) -> sweep.Task:
-        return sweep.Task(key=key, stage=stage, fn=fn, job=job, outputs=[str(out / key)] if output else [],
+    def task(key: str, stage: str, fn, job, depends: list[str] = (), output: str | None = None) -> sweep.Task:
+        return sweep.Task(key=key, stage=stage, fn=fn, job=job, outputs=[str(out / (output or key))],
                           depends=list(depends))
 
     missing = out / ("an_input_whose_name_is_long_enough_to_be_cut_in_a_table_" * 2 + "that_is_missing")
@@ -44,7 +44,8 @@ def staged_plan(root: Path) -> tuple[sweep.Plan, Path]:
         task("render_b", "render", Path.touch, out / "render_b"),
         task("pretrain_fast", "pretrain", Path.touch, out / "pretrain_fast", ["render_a"]),
         task("pretrain_slow", "pretrain", subprocess.run,
-             ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.2; done; touch {out / 'pretrain_slow'}"], ["render_b"]),
+             ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.2; done; touch {out / 'slow' / 'done'}"], ["render_b"],
+             output="slow/done"),
         task("finetune_fast", "finetune", Path.touch, out / "finetune_fast", ["pretrain_fast"]),
         task("finetune_broken", "finetune", Path.read_text, missing, ["pretrain_fast"]),
         task("finetune_killed", "finetune", os._exit, 3, ["pretrain_fast"]),
@@ -127,3 +128,46 @@ def test_a_job_that_died_without_a_result_says_why():
                                         "Detected 1 oom_kill event in StepId=28903.batch")
     failed = FailedJobError("Job (task=0) failed during processing with trace:\n---\nValueError: bad lr 1e12\n---")
     assert sweep.job_failure(failed) == "ValueError: bad lr 1e12"
+
+
+def test_waiting_shows_the_stage_at_work_and_the_steps_of_a_running_training(tmp_path, capsys):
+    import threading
+
+    from lab.core.progress import write_progress
+
+    plan, go = staged_plan(tmp_path)
+    write_progress(tmp_path / "staged" / "out" / "slow", "pretrain n=100", 7, 20)  # as run_steps records it
+    sweep.launch(plan, LauncherConfig(name="local", max_parallel=3, timeout_min=5))
+
+    def release_once_seen_running() -> None:  # every render done, the slow pre-training running: pretrain at work
+        wait_until(lambda: runner_states(plan).get("pretrain_slow") == "RUNNING" and all(
+            Path(plan.task(key).outputs[0]).exists() for key in ("render_a", "render_b")))
+        time.sleep(2.0)  # ten polls of wait_for
+        go.touch()
+
+    releaser = threading.Thread(target=release_once_seen_running)
+    releaser.start()
+    try:
+        final = sweep.wait_for(plan, poll_seconds=0.2)
+    finally:
+        go.touch()
+        releaser.join()
+    assert final.state.value_counts().to_dict() == {"done": 3, "failed": 2}
+    err = capsys.readouterr().err
+    assert "staged pretrain" in err and "render 2/2" in err and "finetune 3/5" in err  # stage at work, counts
+    assert "pretrain pretrain n=100" in err and "7/20" in err  # the running training's steps
+
+
+
+def test_the_runner_names_the_stage_it_starts_and_counts_each_stage(tmp_path, capsys):
+    def touch(key: str, stage: str, depends: list[str] = ()) -> sweep.Task:
+        return sweep.Task(key=key, stage=stage, fn=Path.touch, job=tmp_path / key, outputs=[str(tmp_path / key)],
+                          depends=list(depends))
+
+    tasks = [touch("r", "render"), touch("p1", "pretrain", ["r"]), touch("p2", "pretrain", ["r"]),
+             touch("f", "finetune", ["p1"])]
+    outcomes = sweep.run_tasks(tasks, LauncherConfig(name="debug"), tmp_path / "jobs", desc="toy")
+    assert all(o.ok for o in outcomes.values())
+    err = capsys.readouterr().err
+    assert "toy render" in err and "toy finetune" in err
+    assert "render 1/1, pretrain 2/2, finetune 1/1, failed 0" in err

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from lab.core.config import ConfigError
 from lab.core.launcher import plain_dict
+from lab.core.progress import read_progress
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
 from lab.core.results import results_table, write_table
 from lab.core.rundir import RunDir, atomic_write_json, load_result, read_jsonl, result_done
@@ -409,10 +410,21 @@ def job_failure(error: BaseException) -> str:
     return f"{reason}: {last}" if last else reason
 
 
+def stage_totals(tasks: Sequence[Task]) -> dict[str, int]:
+    """The number of tasks of each stage, in the plan's order."""
+    return {stage: sum(t.stage == stage for t in tasks) for stage in dict.fromkeys(t.stage for t in tasks)}
+
+
+def stage_counts(done: dict[str, int], totals: dict[str, int]) -> str:
+    """'render 3/3, pretrain 1/2, finetune 0/6': the finished tasks of each stage, in the plan's order."""
+    return ", ".join(f"{stage} {done.get(stage, 0)}/{total}" for stage, total in totals.items())
+
+
 def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
               poll_seconds: float = 0.5,
               on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
-    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time.
+    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time; a bar
+    names the stage of the job started last and counts each stage's finished tasks.
 
     A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
     a failure never stops the others. A task whose only waiting dependent has no other unfinished parent runs
@@ -432,11 +444,16 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
     waiting = list(tasks)
     running: list[tuple[list[Task], submitit.Job, float]] = []
     bar = tqdm(total=len(tasks), desc=desc, unit="task")
+    totals = stage_totals(tasks)
+    finished: dict[str, int] = {}
+    bar.set_postfix_str(stage_counts(finished, totals), refresh=False)
 
     def finish(task: Task, outcome: JobOutcome) -> None:
         outcomes[task.key] = outcome
+        finished[task.stage] = finished.get(task.stage, 0) + outcome.ok
+        bar.set_postfix_str(f"{stage_counts(finished, totals)}, failed {sum(not o.ok for o in outcomes.values())}",
+                            refresh=False)
         bar.update()
-        bar.set_postfix(failed=sum(not o.ok for o in outcomes.values()))
         if on_change:
             on_change(task, outcome)
 
@@ -482,6 +499,7 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
                     chain = chain_from(task)
                     for member in chain:
                         waiting.remove(member)
+                    bar.set_description(f"{desc} {chain[-1].stage}")  # the stage of the job started last
                     job = executor.submit(StageChain([(t.fn, t.job) for t in chain]))
                     running.append((chain, job, time.monotonic()))
                     for member in chain:
@@ -805,18 +823,79 @@ def stage_seconds(plan: Plan) -> dict[str, float]:
     return seconds
 
 
+MAX_STEP_BARS = 4  # running trainings shown with their steps at once while waiting
+
+
+class WaitBars:
+    """What `wait_for` shows: a bar over the plan's tasks, named by the stage at work and counting each stage's
+    finished tasks, and a step bar under it for each running training that records its steps
+    (lab.core.progress: every `lab.train.engine.run_steps` given a run directory)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.name = plan.name
+        self.tasks = tqdm(total=len(plan.tasks), desc=plan.name, unit="task")
+        self.steps: dict[str, Any] = {}  # task key -> its step bar
+        self.shown: tuple[str, str, int] | None = None  # a bar redraws only when it changed (logs stay short)
+
+    def show(self, view: SweepView) -> None:
+        tasks = view.plan.tasks
+        states = {t.key: view.task_state(t) for t in tasks}
+        at_work = next((t.stage for t in tasks if states[t.key] == "running"), None) or next(
+            (t.stage for t in tasks if states[t.key] == "pending"), None)
+        totals = stage_totals(tasks)
+        done: dict[str, int] = {}
+        for task in tasks:
+            done[task.stage] = done.get(task.stage, 0) + (states[task.key] == "done")
+        failed = sum(state in ("failed", "cancelled") for state in states.values())
+        shown = (f"{self.name} {at_work}" if at_work else self.name,
+                 stage_counts(done, totals) + (f", failed {failed}" if failed else ""), sum(done.values()))
+        if shown != self.shown:
+            self.tasks.set_description(shown[0], refresh=False)
+            self.tasks.set_postfix_str(shown[1], refresh=False)
+            self.tasks.n = shown[2]
+            self.tasks.refresh()
+            self.shown = shown
+        running = set()
+        for task in tasks:
+            if states[task.key] != "running" or (task.key not in self.steps and len(self.steps) >= MAX_STEP_BARS):
+                continue
+            record = next(filter(None, (read_progress(Path(output).parent) for output in task.outputs)), None)
+            if record is None:
+                continue
+            if task.key not in self.steps:
+                self.steps[task.key] = tqdm(total=record["steps"], desc=f"  {task.stage} {record.get('desc', '')}",
+                                            unit="step", leave=False)
+            bar = self.steps[task.key]
+            if (bar.n, bar.total) != (record["step"], record["steps"]):
+                bar.total, bar.n = record["steps"], record["step"]
+                bar.refresh()
+            running.add(task.key)
+        for key in set(self.steps) - running:
+            self.steps.pop(key).close()
+
+    def close(self) -> None:
+        for bar in self.steps.values():
+            bar.close()
+        self.tasks.close()
+
+
 def wait_for(plan: Plan, poll_seconds: float = 2.0) -> pd.DataFrame:
-    """Block until no point of a launched plan is pending or running (a bar counts the finished points);
-    returns the final status."""
-    table = status(plan.folder)
+    """Block until no point of a launched plan is pending or running; returns the final status. Meanwhile
+    `WaitBars` shows the stage at work, each stage's finished tasks and the steps of the running trainings."""
+    view = SweepView.read(plan.folder)
+    table = status(view)
     if not table.state.isin(["pending", "running"]).any():
         return table
-    with tqdm(total=len(table), desc=f"{plan.name} points", unit="point") as bar:
+    bars = WaitBars(plan)
+    try:
         while table.state.isin(["pending", "running"]).any():
+            bars.show(view)
             time.sleep(poll_seconds)
-            table = status(plan.folder)
-            bar.update(int((~table.state.isin(["pending", "running"])).sum()) - bar.n)
-            bar.set_postfix(failed=int(table.state.isin(["failed", "cancelled"]).sum()))
+            view = SweepView.read(plan.folder)
+            table = status(view)
+        bars.show(view)
+    finally:
+        bars.close()
     return table
 
 

@@ -8,7 +8,8 @@ and the passkey study:
     resume from the run's last intact checkpoint (checksum-verified; a damaged one is named and set aside, and the
     previous checkpoint or step 0 is used instead) -> per step: set the learning rate, forward (under autocast),
     stop on a NaN/inf loss, backward (accumulating micro-batches, DDP syncing on the last), clip, step -> log means
-    every `log_every` steps -> checkpoint every `checkpoint_every` steps (rank 0 writes, every rank waits).
+    every `log_every` steps -> checkpoint every `checkpoint_every` steps (rank 0 writes, every rank waits). Given
+    a run directory, rank 0 also records the step count there (lab.core.progress) for a process waiting on the job.
 
 Gradient accumulation: `step_loss` returns a list of zero-argument callables, one per micro-batch; each loss is
 divided by their number before its backward, so the step follows the mean over the whole batch.
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 
 from lab.core.checkpoint import load_checkpoint, save_checkpoint
 from lab.core.distributed import DistributedContext
+from lab.core.progress import write_progress
 from lab.core.rundir import RunDir
 
 
@@ -92,6 +94,11 @@ def run_steps(modules: torch.nn.Module, optimizer: torch.optim.Optimizer, step_l
     pending, pending_steps = torch.zeros((), device=device), 0  # losses not yet checked (check_every > 1)
     bar = tqdm(range(start, end), desc=desc, initial=start, total=end, leave=False,
                disable=not (progress and context.is_main))
+    # the step count a process waiting on this job shows (lab.run.sweep.wait_for): at most once a second
+    record_progress = run is not None and context.is_main
+    recorded = time.monotonic()
+    if record_progress:
+        write_progress(run.path, desc, start, steps)
     for step in bar:
         rate = lr_at(step)
         for group in optimizer.param_groups:
@@ -166,6 +173,9 @@ def run_steps(modules: torch.nn.Module, optimizer: torch.optim.Optimizer, step_l
                 save_checkpoint(last, {"model": modules.state_dict(), "optimizer": optimizer.state_dict(),
                                        "step": done, **extra})
             context.barrier()  # no rank runs ahead of a checkpoint it might be restarted from
+        if record_progress and (done == end or time.monotonic() - recorded >= 1.0):
+            write_progress(run.path, desc, done, steps)
+            recorded = time.monotonic()
     bar.close()
     return {"steps": steps, "resumed_from_step": start, "train_seconds": time.perf_counter() - started,
             "first_loss": first_loss, "last_loss": value if start < end else None, "final_loss": final_loss,
