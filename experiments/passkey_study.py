@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lab.core.distributed import resolve_device
+from lab.core.progress import StageBar
 from lab.models.plamo.long_context import switch_to_full_attention
 from lab.models.plamo.model import IGNORE_INDEX, PlamoForCausalLM
 from lab.models.plamo.registry import create_plamo
@@ -81,10 +82,10 @@ class PasskeyTask:
 
 
 def train_passkey(model: PlamoForCausalLM, task: PasskeyTask, context: int, config: LMTrainConfig, *, seed: int,
-                  device: torch.device) -> list[float]:
+                  device: torch.device, progress: bool = False) -> list[float]:
     """`config.steps` steps on fresh passkey batches (step t's batch from (seed, t)) on the one loop: AdamW (betas
     0.9, 0.95) on the model's parameter groups, warm-up + cosine (`lab.train.lm.lr_at`), clipping, NaN/inf ->
-    NonFiniteLossError. Returns the loss of every `log_every`-th step (and of the last)."""
+    NonFiniteLossError. Returns the loss of every `log_every`-th step (and of the last). `progress`: a step bar."""
     model.to(device)
     optimizer = torch.optim.AdamW(model.optimizer_param_groups(config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
     losses: list[float] = []
@@ -99,7 +100,7 @@ def train_passkey(model: PlamoForCausalLM, task: PasskeyTask, context: int, conf
 
     run_steps(model, optimizer, step_loss, steps=config.steps, lr_at=lambda step: lr_at(step, config),
               desc="passkey training", log_every=config.log_every, grad_clip=config.grad_clip,
-              hint="lower the learning rate", hooks=Hooks(after_step=after_step))
+              hint="lower the learning rate", hooks=Hooks(after_step=after_step), progress=progress)
     return losses
 
 
@@ -154,8 +155,9 @@ class LongContextConfig:
                 raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
 
 
-def run_long_context(config: LongContextConfig) -> dict[str, Any]:
-    """Accuracy of the sliding-window model and of the switched, briefly re-trained one (and their losses)."""
+def run_long_context(config: LongContextConfig, progress: bool = False) -> dict[str, Any]:
+    """Accuracy of the sliding-window model and of the switched, briefly re-trained one (and their losses).
+    `progress`: a bar over the named stages on stderr, with a step bar for each training."""
     config.validate()
     started = time.perf_counter()
     task = PasskeyTask(config.digits, config.filler_vocab)
@@ -165,28 +167,40 @@ def run_long_context(config: LongContextConfig) -> dict[str, Any]:
                                           "attention_window_size": config.window, "full_attention_idx": ()})
     recipe = LMTrainConfig(steps=config.short_steps, batch_size=config.batch_size, seq_len=config.short_context,
                            lr=config.lr, warmup_frac=0.05, log_every=max(1, config.short_steps // 10))
-    short_losses = train_passkey(model, task, config.short_context, recipe, seed=config.seed, device=device)
+    long_recipe = LMTrainConfig(steps=config.long_steps, batch_size=config.batch_size, seq_len=config.long_context,
+                                lr=config.long_lr, warmup_frac=0.1, log_every=max(1, config.long_steps // 10))
     far = config.window  # every digit of the passkey lies outside the window of the answer that needs it
     score = lambda m: passkey_accuracy(m, task, config.long_context, examples=config.eval_examples,  # noqa: E731
                                        min_distance=far, seed=config.seed, device=device)
-    result: dict[str, Any] = {
-        "config": asdict(config), "layer_pattern_before": model.config.layer_pattern,
-        "short_context_accuracy": passkey_accuracy(model, task, config.short_context, examples=config.eval_examples,
-                                                   min_distance=0, seed=config.seed, device=device),
-        "before": score(model), "short_losses": short_losses,
-    }
-    long_recipe = LMTrainConfig(steps=config.long_steps, batch_size=config.batch_size, seq_len=config.long_context,
-                                lr=config.long_lr, warmup_frac=0.1, log_every=max(1, config.long_steps // 10))
-    if config.control:
-        control = switch_to_full_attention(model, layers=[])  # an identical copy: still sliding-window
-        train_passkey(control, task, config.long_context, long_recipe, seed=config.seed + 1, device=device)
-        result["control_swa_continued"] = score(control)
-    switched = switch_to_full_attention(model)
-    result["layer_pattern_after"] = switched.config.layer_pattern
-    result["switched_untrained"] = score(switched)
-    result["long_losses"] = train_passkey(switched, task, config.long_context, long_recipe, seed=config.seed + 1,
-                                          device=device)
-    result["after"] = score(switched)
+    stages = [f"train at {config.short_context} tokens", "score", *(["control"] if config.control else []),
+              "switch to full attention", f"train at {config.long_context} tokens", "score after the switch"]
+    with StageBar("long-context", len(stages), progress) as bar:
+        with bar.stage(stages[0]):
+            short_losses = train_passkey(model, task, config.short_context, recipe, seed=config.seed, device=device,
+                                         progress=progress)
+        with bar.stage("score"):
+            result: dict[str, Any] = {
+                "config": asdict(config), "layer_pattern_before": model.config.layer_pattern,
+                "short_context_accuracy": passkey_accuracy(model, task, config.short_context,
+                                                           examples=config.eval_examples, min_distance=0,
+                                                           seed=config.seed, device=device),
+                "before": score(model), "short_losses": short_losses,
+            }
+        if config.control:
+            with bar.stage("control"):
+                control = switch_to_full_attention(model, layers=[])  # an identical copy: still sliding-window
+                train_passkey(control, task, config.long_context, long_recipe, seed=config.seed + 1, device=device,
+                              progress=progress)
+                result["control_swa_continued"] = score(control)
+        with bar.stage("switch to full attention"):
+            switched = switch_to_full_attention(model)
+            result["layer_pattern_after"] = switched.config.layer_pattern
+            result["switched_untrained"] = score(switched)
+        with bar.stage(stages[-2]):
+            result["long_losses"] = train_passkey(switched, task, config.long_context, long_recipe,
+                                                  seed=config.seed + 1, device=device, progress=progress)
+        with bar.stage("score after the switch"):
+            result["after"] = score(switched)
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -208,7 +222,7 @@ def add_long_context_arguments(parser: argparse.ArgumentParser) -> argparse.Argu
 def run_long_context_cli(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in vars(args).items() if k in LongContextConfig.__dataclass_fields__}
     try:
-        result = run_long_context(LongContextConfig(**fields))
+        result = run_long_context(LongContextConfig(**fields), progress=True)
     except ValueError as error:
         print(f"lab long-context: error: {error}")
         return 2

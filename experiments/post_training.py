@@ -28,6 +28,7 @@ from lab.post.instruct_data import InstructData, InstructDataConfig
 from lab.post.measure import pfgen_score, preference_metrics, task_accuracy
 from lab.post.sft import SFTConfig, train_sft
 from lab.post.stage_table import StageRow, write_stage_table
+from lab.core.progress import StageBar
 from lab.core.rundir import RunDir
 from lab.core.provenance import provenance
 from lab.stages.skeleton import run_stage
@@ -102,8 +103,9 @@ def _save(model: Any, tokenizer: Tokenizer, run: RunDir) -> str:
     return str(folder)
 
 
-def run_base(config: PostTrainingConfig) -> dict[str, Any]:
-    """The given checkpoint, or a tokenizer + PLaMo pre-trained on synthetic documents of every family."""
+def run_base(config: PostTrainingConfig, progress: bool = False) -> dict[str, Any]:
+    """The given checkpoint, or a tokenizer + PLaMo pre-trained on synthetic documents of every family
+    (`progress`: a step bar)."""
     if config.base_checkpoint is not None:
         return {"run_hash": "given", "weights": str(Path(config.base_checkpoint))}
     identity = {"instruct": config.instruct, "tokenizer": config.tokenizer, "model": config.model,
@@ -120,7 +122,7 @@ def run_base(config: PostTrainingConfig) -> dict[str, Any]:
         model = config.model.build(tokenizer.vocab_size)
         stream = TokenStream.pack(tokenizer.encode_batch(documents), eos=model.config.eos_token_id)
         stats = train_lm(model, stream, config.pretrain, run, seed=config.seed, device=resolve_device(config.device),
-                         desc="pretrain")
+                         desc="pretrain", progress=progress)
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), "documents": len(documents),
                 "tokens": len(stream), **stats, "wall_seconds": time.perf_counter() - started, **provenance()}
 
@@ -148,7 +150,8 @@ def instruct_data(config: PostTrainingConfig, eval_set: Path) -> InstructData:
     return InstructData(config.instruct, exclude=[q.question for q in load_questions(eval_set)])
 
 
-def run_sft_stage(config: PostTrainingConfig, base: dict[str, Any], data: InstructData) -> dict[str, Any]:
+def run_sft_stage(config: PostTrainingConfig, base: dict[str, Any], data: InstructData, progress: bool = False
+                  ) -> dict[str, Any]:
     identity = {"base": base["run_hash"] if base["run_hash"] != "given" else base["weights"],
                 "instruct": config.instruct, "examples": config.sft_examples, "sft": config.sft, "seed": config.seed,
                 "exclude": sorted(data.exclude)}
@@ -159,13 +162,14 @@ def run_sft_stage(config: PostTrainingConfig, base: dict[str, Any], data: Instru
         tokenizer = Tokenizer.load(base["weights"])
         model = load_pretrained(base["weights"])
         stats = train_sft(model, tokenizer, data.examples("train", config.sft_examples), config.sft, run,
-                          seed=config.seed, device=resolve_device(config.device))
+                          seed=config.seed, device=resolve_device(config.device), progress=progress)
         return {"run_hash": run.hash, "weights": _save(model, tokenizer, run), **stats, **provenance()}
 
     return run_stage(run, lambda _context: work())
 
 
-def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: InstructData) -> dict[str, Any]:
+def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: InstructData, progress: bool = False
+                  ) -> dict[str, Any]:
     identity = {"sft": sft["run_hash"], "pairs": config.dpo_pairs, "dpo": config.dpo, "seed": config.seed}
     run = _run_dir(config, "dpo", identity)
 
@@ -175,7 +179,7 @@ def run_dpo_stage(config: PostTrainingConfig, sft: dict[str, Any], data: Instruc
         policy = load_pretrained(sft["weights"])
         reference = frozen_copy(policy)
         stats = train_dpo(policy, reference, tokenizer, data.pairs("train", config.dpo_pairs), config.dpo, run,
-                          seed=config.seed, device=resolve_device(config.device))
+                          seed=config.seed, device=resolve_device(config.device), progress=progress)
         return {"run_hash": run.hash, "weights": _save(policy, tokenizer, run), **stats, **provenance()}
 
     return run_stage(run, lambda _context: work())
@@ -223,26 +227,36 @@ def measure_stage(config: PostTrainingConfig, label: str, weights: str, heldout:
     return StageRow.from_measures(label, weights, result["task"], result["pfgen"], result["preference"])
 
 
-def run_post_training(config: PostTrainingConfig) -> dict[str, Any]:
-    """All stages, the table across them, and where it was written."""
+def run_post_training(config: PostTrainingConfig, progress: bool = False) -> dict[str, Any]:
+    """All stages, the table across them, and where it was written. `progress`: a bar over the named stages on
+    stderr, with a step bar for each training (a stage already done passes at once)."""
     config.validate()
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    eval_set = build_eval_set(config)
-    data = instruct_data(config, eval_set)
-    heldout = data.examples("heldout", config.eval.heldout_examples)
-    heldout_pairs = data.pairs("heldout", config.eval.heldout_pairs)
-    base = run_base(config)
-    sft = run_sft_stage(config, base, data)
-    dpo = run_dpo_stage(config, sft, data)
-    stages = {"base": (base["weights"], base["run_hash"]), "SFT": (sft["weights"], sft["run_hash"]),
-              "DPO": (dpo["weights"], dpo["run_hash"])}
-    if config.merge:
-        for label, folder in run_merges(config, base, sft, dpo).items():
-            stages[label] = (folder, f"{dpo['run_hash']}:{label}")
-    rows = [measure_stage(config, label, weights, heldout, heldout_pairs, eval_set, key)
-            for label, (weights, key) in stages.items()]
+    measured = 3 + 2 * config.merge  # base, SFT, DPO and the two merges
+    with StageBar("post pipeline", 4 + config.merge + measured, progress) as bar:
+        with bar.stage("question set and instruction data"):
+            eval_set = build_eval_set(config)
+            data = instruct_data(config, eval_set)
+            heldout = data.examples("heldout", config.eval.heldout_examples)
+            heldout_pairs = data.pairs("heldout", config.eval.heldout_pairs)
+        with bar.stage("base" if config.base_checkpoint is not None else "pre-train the base"):
+            base = run_base(config, progress)
+        with bar.stage("SFT"):
+            sft = run_sft_stage(config, base, data, progress)
+        with bar.stage("DPO"):
+            dpo = run_dpo_stage(config, sft, data, progress)
+        stages = {"base": (base["weights"], base["run_hash"]), "SFT": (sft["weights"], sft["run_hash"]),
+                  "DPO": (dpo["weights"], dpo["run_hash"])}
+        if config.merge:
+            with bar.stage("merges"):
+                for label, folder in run_merges(config, base, sft, dpo).items():
+                    stages[label] = (folder, f"{dpo['run_hash']}:{label}")
+        rows = []
+        for label, (weights, key) in stages.items():
+            with bar.stage(f"measure {label}"):
+                rows.append(measure_stage(config, label, weights, heldout, heldout_pairs, eval_set, key))
     notes = [f"Task accuracy: greedy answers to {len(heldout)} held-out instruction prompts (questions disjoint from "
              f"training and from the evaluation set), correct when every required keyword rule matches.",
              f"resp NLL / pref acc: on {len(heldout_pairs)} held-out preference pairs, the chosen response's loss "
@@ -270,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = load_post_training_config(sys.argv[1:] if argv is None else argv)
-        outcome = run_post_training(config)
+        outcome = run_post_training(config, progress=True)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
