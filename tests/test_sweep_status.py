@@ -169,5 +169,5 @@ def test_the_runner_names_the_stage_it_starts_and_counts_each_stage(tmp_path, ca
     outcomes = sweep.run_tasks(tasks, LauncherConfig(name="debug"), tmp_path / "jobs", desc="toy")
     assert all(o.ok for o in outcomes.values())
     err = capsys.readouterr().err
-    assert "toy render" in err and "toy finetune" in err
+    assert "toy render" in err and "toy pretrain+finetune" in err  # p1 and its only dependent: one job
     assert "render 1/1, pretrain 2/2, finetune 1/1, failed 0" in err

@@ -424,7 +424,8 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
               poll_seconds: float = 0.5,
               on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
     """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time; a bar
-    names the stage of the job started last and counts each stage's finished tasks.
+    names the stages of the job started last ('pretrain+finetune' for a chain) and counts each stage's finished
+    tasks.
 
     A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
     a failure never stops the others. A task whose only waiting dependent has no other unfinished parent runs
@@ -499,7 +500,7 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
                     chain = chain_from(task)
                     for member in chain:
                         waiting.remove(member)
-                    bar.set_description(f"{desc} {chain[-1].stage}")  # the stage of the job started last
+                    bar.set_description(f"{desc} {'+'.join(dict.fromkeys(t.stage for t in chain))}")  # started last
                     job = executor.submit(StageChain([(t.fn, t.job) for t in chain]))
                     running.append((chain, job, time.monotonic()))
                     for member in chain:
