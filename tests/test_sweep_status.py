@@ -14,6 +14,7 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 from experiments.cli import main
 from lab.run import sweep
 from lab.run.launch import LauncherConfig
+from tests.test_sweep import fake_slurm, toy_sweep  # noqa: F401 (a fixture)
 
 
 def runner_states(plan: sweep.Plan) -> dict[str, str]:
@@ -171,3 +172,34 @@ def test_the_runner_names_the_stage_it_starts_and_counts_each_stage(tmp_path, ca
     err = capsys.readouterr().err
     assert "toy render" in err and "toy pretrain+finetune" in err  # p1 and its only dependent: one job
     assert "render 1/1, pretrain 2/2, finetune 1/1, failed 0" in err
+
+
+def test_on_slurm_a_failed_job_names_its_log_and_the_running_jobs_set_the_pace(tmp_path, fake_slurm, monkeypatch):
+    from submitit.core.utils import JobPaths
+
+    from experiments.sweep import plan_sweep
+    from lab.run import slurm
+
+    config = toy_sweep(tmp_path, "launcher=slurm")
+    plan = plan_sweep(config)
+    sweep.launch(plan, config.launcher)
+    job_of = {key: info["job_ids"][-1] for key, info in sweep.load_state(plan.folder)["tasks"].items()}
+    renders = [job_of[t.key] for t in plan.tasks if t.stage == "render"]
+    log = JobPaths(plan.folder / "jobs", job_id=renders[0], task_id=0).stderr
+    log.parent.mkdir(parents=True)
+    reason = "ValueError: shard 0 of the render could not be written " + "because of a long reason " * 6
+    log.write_text(f"Traceback (most recent call last):\n  File \"render.py\", line 1, in <module>\n{reason}\n")
+    monkeypatch.setattr(slurm, "job_states", lambda ids: {
+        job: "FAILED" if job == renders[0] else "RUNNING" if job in renders else "PENDING" for job in ids})
+
+    table = sweep.status(plan.folder).set_index("n")
+    assert table.loc[0, "state"] == "pending"  # from scratch: no render
+    for n in (100, 200):  # every pre-training waits on every render slice
+        assert (table.loc[n, "state"], table.loc[n, "error"], table.loc[n, "log"]) == (
+            "failed", f"render: {reason.strip()}", str(log))
+    progress = sweep.stage_progress(plan.folder)
+    assert progress.stages[["running", "pending", "failed"]].to_dict("index") == {
+        "render": {"running": 2, "pending": 0, "failed": 1}, "pretrain": {"running": 0, "pending": 2, "failed": 0},
+        "finetune": {"running": 0, "pending": 3, "failed": 0}}
+    assert progress.parallel == 2 and progress.eta_seconds is None  # nothing finished yet
+    assert "ETA once a task of each of render, pretrain, finetune has finished" in sweep.format_progress(progress)

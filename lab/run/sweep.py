@@ -788,7 +788,8 @@ def format_progress(progress: SweepProgress) -> str:
                      f"as long as its stage's finished ones)")
     else:
         waiting = [s for s in stages.index if stages.left_seconds.isna()[s]]
-        parts.append(f"ETA once a {' and a '.join(waiting)} task has finished")
+        parts.append(f"ETA once a {waiting[0]} task has finished" if len(waiting) == 1 else
+                     f"ETA once a task of each of {', '.join(waiting)} has finished")
     return table.reset_index().to_string(index=False) + "\n" + "; ".join(parts)
 
 
