@@ -97,7 +97,9 @@ def test_status_counts_each_stage_gives_an_eta_and_whole_failure_reasons(tmp_pat
     progress = sweep.stage_progress(plan.folder)
     assert progress.stages.done.to_dict() == {"render": 2, "pretrain": 2, "finetune": 3}
     assert progress.active == 0 and progress.eta_seconds is None
-    assert "launching again reruns the 2 failed" in sweep.format_progress(progress)
+    assert sweep.stage_progress(plan.folder, now=time.time() + 3600).elapsed_seconds == progress.elapsed_seconds
+    text = sweep.format_progress(progress)
+    assert "from the first launch to the last output" in text and "launching again reruns the 2 failed" in text
 
 
 def test_an_eta_waits_for_a_finished_task_of_each_stage_with_work_left(tmp_path):

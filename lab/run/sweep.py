@@ -709,7 +709,7 @@ class SweepProgress:
     """Where each stage of a launched sweep stands (`stage_progress`); `format_progress` prints it."""
 
     stages: pd.DataFrame  # per stage, in plan order: STAGE_COUNTS, total, task_seconds, left_seconds
-    elapsed_seconds: float | None  # since the first launch (None: no launch recorded)
+    elapsed_seconds: float | None  # since the first launch, or to its last output once nothing is left to run
     eta_seconds: float | None  # None when nothing is left, or a stage with work left has no finished task yet
     parallel: int  # the tasks the ETA assumes run at once
 
@@ -751,7 +751,11 @@ def stage_progress(folder: Path | SweepView, now: float | None = None) -> SweepP
     parallel = max(int(stages.running.sum()) if view.executor == "slurm" else int(last.get("max_parallel", 1)), 1)
     left = stages.left_seconds
     eta = None if not (stages.running.sum() + stages.pending.sum()) or left.isna().any() else left.sum() / parallel
-    elapsed = now - launches[0]["time"] if launches else None
+    end = now
+    if not stages.running.sum() + stages.pending.sum():  # stopped: count to the newest output, not to now
+        written = [Path(p).stat().st_mtime for t in view.plan.tasks if view.done[t.key] for p in t.outputs]
+        end = max(written, default=now)
+    elapsed = max(end - launches[0]["time"], 0.0) if launches else None
     return SweepProgress(stages, elapsed, eta, parallel)
 
 
@@ -778,7 +782,8 @@ def format_progress(progress: SweepProgress) -> str:
     table["work left"] = stages.left_seconds.map(format_duration)
     parts = []
     if progress.elapsed_seconds is not None:
-        parts.append(f"elapsed {format_duration(progress.elapsed_seconds)} since the first launch")
+        parts.append(f"elapsed {format_duration(progress.elapsed_seconds)} since the first launch" if progress.active
+                     else f"ran {format_duration(progress.elapsed_seconds)} from the first launch to the last output")
     unfinished = int(stages.failed.sum() + stages.cancelled.sum())
     if not progress.active:
         parts.append("nothing running or queued" + (f"; launching again reruns the {unfinished} failed or "
