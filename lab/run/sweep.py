@@ -749,10 +749,10 @@ def stage_progress(folder: Path | SweepView, now: float | None = None) -> SweepP
     last = launches[-1] if launches else {}
     # a local job may run a chain of tasks, so its max_parallel, not the tasks running, bounds the jobs at once
     parallel = max(int(stages.running.sum()) if view.executor == "slurm" else int(last.get("max_parallel", 1)), 1)
-    left = stages.left_seconds
-    eta = None if not (stages.running.sum() + stages.pending.sum()) or left.isna().any() else left.sum() / parallel
+    active = int(stages.running.sum() + stages.pending.sum())
+    eta = stages.left_seconds.sum() / parallel if active and stages.left_seconds.notna().all() else None
     end = now
-    if not stages.running.sum() + stages.pending.sum():  # stopped: count to the newest output, not to now
+    if not active:  # stopped: count to the newest output, not to now
         written = [Path(p).stat().st_mtime for t in view.plan.tasks if view.done[t.key] for p in t.outputs]
         end = max(written, default=now)
     elapsed = max(end - launches[0]["time"], 0.0) if launches else None
