@@ -43,7 +43,7 @@ def add_post_arguments(post: argparse.ArgumentParser) -> None:
     actions = _subcommands(post)
 
     for name, handler, help_text, description in (
-        ("pipeline", run_pipeline, "base -> SFT -> DPO -> merges, measured per stage",
+        ("pipeline", _run_main("experiments.post_training"), "base -> SFT -> DPO -> merges, measured per stage",
          "Pre-train (or load) a base PLaMo, SFT on synthetic instructions (loss on responses only), DPO against the "
          "frozen SFT model, linear and task-arithmetic merges; task accuracy and the pfgen-style score per stage "
          "(<root>/<experiment>/report/{report.md,stages.json}). Hydra overrides of "
@@ -127,18 +127,6 @@ def _run_main(module: str):
         return importlib.import_module(module).main([*args.overrides, *show])
 
     return handler
-
-
-def run_pipeline(args: argparse.Namespace) -> int:
-    """`lab post pipeline`: the whole recipe, or its resolved config with --show-config."""
-    from experiments import post_training
-
-    if args.show_config:
-        from lab.core.config import to_yaml
-
-        print(to_yaml(post_training.load_post_training_config(args.overrides)), end="")
-        return 0
-    return post_training.main(args.overrides)
 
 
 def _copy_tokenizer(source: Path, out: Path) -> None:

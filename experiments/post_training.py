@@ -280,10 +280,17 @@ def load_post_training_config(overrides: Sequence[str] = ()) -> PostTrainingConf
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lab.core.config import ConfigError
+    """`lab post pipeline` (also `python -m experiments.post_training`, with the same --help and --show-config)."""
+    from experiments.post_cli import action_parser
+    from lab.core.config import ConfigError, to_yaml
 
+    args = action_parser("pipeline", "python -m experiments.post_training").parse_args(
+        sys.argv[1:] if argv is None else argv)
     try:
-        config = load_post_training_config(sys.argv[1:] if argv is None else argv)
+        config = load_post_training_config(args.overrides)
+        if args.show_config:
+            print(to_yaml(config), end="")
+            return 0
         outcome = run_post_training(config, progress=True)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -108,3 +108,14 @@ def test_a_post_recipe_run_as_a_module_has_the_same_help(capsys):
     shown = capsys.readouterr().out
     assert exit_info.value.code == 0 and shown.startswith("usage: python -m experiments.prune_study")
     assert "--show-config" in shown and "distil" in shown
+
+
+def test_the_post_training_module_has_the_pipeline_help(capsys, tmp_path):
+    from experiments.post_training import main as pipeline_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline_main(["--help"])
+    shown = capsys.readouterr().out
+    assert exit_info.value.code == 0 and shown.startswith("usage: python -m experiments.post_training")
+    assert pipeline_main(["--show-config", f"root={tmp_path}"]) == 0
+    assert f"root: {tmp_path}" in capsys.readouterr().out
