@@ -530,6 +530,14 @@ def count_label(n: float, _position: Any = None) -> str:
     return f"{n:.3g}"
 
 
+def draw_intervals(ax: Any, x: Sequence[float], point: Sequence[float], lo: Sequence[float],
+                   hi: Sequence[float], **style: Any) -> None:
+    """Points with their intervals drawn as they are: a bootstrap percentile interval need not contain the point
+    estimate (a parameter on its bound), which errorbar's +-offsets cannot show."""
+    ax.vlines(x, lo, hi, color=style.get("color", "C0"), lw=1.2)
+    ax.plot(x, point, "o", color=style.get("color", "C0"), label=style.get("label"))
+
+
 def draw_curve(ax: Any, points: pd.DataFrame, result: FitResult | None, *, group: str | None = None,
                color: Any = None, label: str = "", scratch_label: str | None = None) -> None:
     """Seeds as dots, the fitted L(n) over the n > 0 range (bootstrap band when present), the n = 0 mean dashed
