@@ -144,8 +144,13 @@ class Deferred:
     def __init__(self) -> None:
         self.adders: list[tuple[tuple[str, ...], Callable[[], None]]] = []
 
-    def add(self, path: tuple[str, ...], parser: argparse.ArgumentParser, module: str, function: str) -> None:
+    def add(self, path: tuple[str, ...], parser: argparse.ArgumentParser, module: str, function: str,
+            handler: str | None = None) -> None:
+        """`module.function(parser)` adds the arguments when `path` is invoked; `module.handler(args)` runs it
+        (omit it where `function` sets the handlers itself, as for subcommands with actions)."""
         self.adders.append((path, lambda: getattr(importlib.import_module(module), function)(parser)))
+        if handler is not None:
+            parser.set_defaults(handler=delegate(module, handler))
 
     def load_for(self, argv: Sequence[str]) -> None:
         words = [a for a in argv if not a.startswith("-")]
@@ -226,8 +231,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "info", help="parameter count (total and per block type) and layer pattern of a PLaMo config",
         description="Parameter count and layer pattern of a built-in PLaMo config (e.g. plamo-2-1b, plamo-2-tiny) "
                     "or a config.json, computed on the meta device (no weights are allocated).")
-    deferred.add(("model", "info"), info, "lab.models.plamo.info", "add_model_info_arguments")
-    info.set_defaults(handler=delegate("lab.models.plamo.info", "run_model_info"))
+    deferred.add(("model", "info"), info, "lab.models.plamo.info", "add_model_info_arguments", "run_model_info")
 
     evaluate = commands.add_parser("eval", help="evaluate generated text (pfgen-bench metrics)",
                                    description="Evaluation of language-model outputs.")
@@ -237,23 +241,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Fluency, truthfulness, helpfulness and the combined pfgen-bench score of answers in the "
                     "upstream result layout (trials.jsonl[.xz]), against a pfgen-bench data folder (Qxx.json). "
                     "Reference n-gram tables are cached on disk after the first run.")
-    deferred.add(("eval", "pfgen-score"), score, "lab.eval.pfgen.cli", "add_pfgen_score_arguments")
-    score.set_defaults(handler=delegate("lab.eval.pfgen.cli", "run_pfgen_score"))
+    deferred.add(("eval", "pfgen-score"), score, "lab.eval.pfgen.cli", "add_pfgen_score_arguments", "run_pfgen_score")
     generate = eval_commands.add_parser(
         "pfgen", help="generate answers with a lab PLaMo model (pfgen-bench protocol) and score them",
         description="20-shot prompts from the other questions (sha1 order per seed and trial), sampling with "
                     "per-trial seeds in completion, qa or chat mode; writes config.json + trials.jsonl.xz in the "
                     "upstream layout, then scores them.")
-    deferred.add(("eval", "pfgen"), generate, "lab.eval.pfgen.harness", "add_pfgen_arguments")
-    generate.set_defaults(handler=delegate("lab.eval.pfgen.harness", "run_pfgen_cli"))
+    deferred.add(("eval", "pfgen"), generate, "lab.eval.pfgen.harness", "add_pfgen_arguments", "run_pfgen_cli")
     build_set = eval_commands.add_parser(
         "pfgen-build-set", help="build a pfgen-style question set from the synthetic text generators",
         description="Questions about the synthetic world (facts, arithmetic, dialogue, structured records) with "
                     "keyword rules and deterministic reference answers, written as Qxx.json + questions.jsonl so "
                     "pfgen-score and pfgen run on it unchanged. Example: lab eval pfgen-build-set --generator "
                     "world_facts,arithmetic --questions 50 --seed 0 --out data/pfgen-lab")
-    deferred.add(("eval", "pfgen-build-set"), build_set, "lab.eval.pfgen.lab_sets", "add_build_set_arguments")
-    build_set.set_defaults(handler=delegate("lab.eval.pfgen.lab_sets", "run_build_set"))
+    deferred.add(("eval", "pfgen-build-set"), build_set, "lab.eval.pfgen.lab_sets", "add_build_set_arguments",
+                 "run_build_set")
 
     text_study = commands.add_parser(
         "text-study", help="run (or resume) the text scaling study: synthetic Japanese -> real Japanese bits/char",
@@ -270,22 +272,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         description="Train a small PLaMo on a passkey task at a short context (sliding-window attention), score "
                     "retrieval at a long context with the passkey beyond the window, switch the SWA layers to full "
                     "attention (full_attention_idx) and continue training at the long context, score again.")
-    deferred.add(("long-context",), long_context, "experiments.passkey_study", "add_long_context_arguments")
-    long_context.set_defaults(handler=delegate("experiments.passkey_study", "run_long_context_cli"))
+    deferred.add(("long-context",), long_context, "experiments.passkey_study", "add_long_context_arguments",
+                 "run_long_context_cli")
 
     fit = commands.add_parser(
         "fit", help="fit a scaling law to any tidy CSV (e.g. a study's results.csv)",
         description="Fit a scaling law (default L(n) = D n^-alpha + C) with bootstrap intervals; prints a table, "
                     "writes JSON and a figure.")
-    deferred.add(("fit",), fit, "analysis.cli", "add_fit_arguments")
-    fit.set_defaults(handler=delegate("analysis.cli", "run_fit"))
+    deferred.add(("fit",), fit, "analysis.cli", "add_fit_arguments", "run_fit")
     task_finetune = commands.add_parser(
         "task-finetune", help="fine-tune a ResNet on your own data (ImageFolder, COCO, ADE20K), from a lab backbone",
         description="Fine-tune a ResNet from a pre-trained backbone or from scratch on ImageFolder classification, "
                     "COCO detection or ADE20K segmentation, evaluate on the validation split, print the result. "
                     "Example: lab task-finetune +experiment=coco_r50 data.root=/data/coco pretrained=PATH/model.pt")
-    deferred.add(("task-finetune",), task_finetune, "experiments.task_finetune", "add_arguments")
-    task_finetune.set_defaults(handler=delegate("experiments.task_finetune", "run_cli"))
+    deferred.add(("task-finetune",), task_finetune, "experiments.task_finetune", "add_arguments", "run_cli")
     post = commands.add_parser(
         "post", help="post-training of PLaMo models: SFT/DPO pipeline, pruning, quantization, merging",
         description="Post-training stages on HF-layout PLaMo folders: 'pipeline' (base -> SFT -> DPO -> merges, "
