@@ -659,9 +659,8 @@ class SweepView:
         info = self.local.get(task.key, {})
         if info.get("state") == "COMPLETED" and "seconds" in info:
             return float(info["seconds"])
-        result = next((Path(p) for p in task.outputs if Path(p).name == "result.json"), None)
-        attempts = read_jsonl(RunDir(result.parent).attempts_path) if result is not None else []
-        if not attempts or "time" not in attempts[0]:
+        result, attempts = _attempts(task)
+        if result is None or not attempts or "time" not in attempts[0]:
             return None
         return max(0.0, result.stat().st_mtime - float(attempts[0]["time"]))
 
@@ -669,9 +668,14 @@ class SweepView:
         """When the running task's job started (the local runner's record, else its run's latest attempt)."""
         if "started" in self.local.get(task.key, {}):
             return float(self.local[task.key]["started"])
-        result = next((Path(p) for p in task.outputs if Path(p).name == "result.json"), None)
-        attempts = read_jsonl(RunDir(result.parent).attempts_path) if result is not None else []
+        _, attempts = _attempts(task)
         return float(attempts[-1]["time"]) if attempts and "time" in attempts[-1] else None
+
+
+def _attempts(task: Task) -> tuple[Path | None, list[dict[str, Any]]]:
+    """The task's result.json path (None for a task without one, such as a render) and its run's attempts."""
+    result = next((Path(p) for p in task.outputs if Path(p).name == "result.json"), None)
+    return result, read_jsonl(RunDir(result.parent).attempts_path) if result is not None else []
 
 
 def status(folder: Path | SweepView) -> pd.DataFrame:
