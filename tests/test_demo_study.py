@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 import shutil
 
 import pandas as pd
@@ -77,7 +78,10 @@ def test_local_executor_runs_tasks_in_subprocesses_and_keeps_going_after_a_failu
     assert [outcomes[t.key].result for t in tasks] == [1, 2, None, 4, None]
     assert outcomes["-1"].error == "ValueError: math domain error"
     assert outcomes["after-failure"].error == sweep.PARENT_FAILED and not outcomes["after-failure"].job_id
-    assert all(outcomes[t.key].job_id for t in tasks[:4]) and outcomes["-1"].log.endswith("_log.err")
+    assert all(outcomes[t.key].job_id for t in tasks[:4])
+    assert "ValueError: math domain error" in Path(outcomes["-1"].log).read_text()  # the point's own log
+    workers = {outcomes[t.key].job_id.split("-")[1] for t in tasks[:4]}  # local-<worker pid>-<job>
+    assert len(workers) <= 2  # warm workers: four jobs, at most max_parallel processes
 
 
 def test_run_jobs_is_a_deprecated_use_of_the_one_runner(tmp_path):

@@ -113,7 +113,7 @@ def test_a_killed_local_runner_loses_its_tasks_and_a_relaunch_resubmits_them(tmp
     assert (sweep.status(plan.folder).state == "done").all()
 
 
-def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on_the_right_one(tmp_path):
+def test_a_task_and_its_dependent_run_as_one_pack_and_a_failure_is_pinned_on_the_right_one(tmp_path):
     from pathlib import Path
 
     from lab.run.launch import LauncherConfig
@@ -124,8 +124,8 @@ def test_a_task_and_its_only_dependent_run_as_one_job_and_a_failure_is_pinned_on
 
     tasks = [touch("parent"), touch("child", ["parent"]), touch("no_dir/parent"), touch("orphan", ["no_dir/parent"]),
              touch("parent2"), touch("no_dir/child", ["parent2"])]
-    outcomes = sweep.run_tasks(tasks, LauncherConfig(name="local", max_parallel=3, timeout_min=5), tmp_path / "jobs",
-                               poll_seconds=0.1)
+    launcher = LauncherConfig(name="local", max_parallel=3, timeout_min=5, tasks_per_job=2)
+    outcomes = sweep.run_tasks(tasks, launcher, tmp_path / "jobs", poll_seconds=0.1)
     assert outcomes["parent"].job_id == outcomes["child"].job_id and outcomes["child"].ok
     assert outcomes["no_dir/parent"].error.startswith("FileNotFoundError")
     assert outcomes["orphan"].error == sweep.PARENT_FAILED
@@ -310,7 +310,7 @@ class FakeSlurm:
     def update_parameters(self, **parameters) -> None:
         self.parameters.update(parameters)
 
-    def map_array(self, fn, jobs):
+    def submit_array(self, packs):
         from types import SimpleNamespace
 
         import submitit
@@ -321,10 +321,11 @@ class FakeSlurm:
         FakeSlurm.next_job += 1
         FakeSlurm.calls.append({"job": str(FakeSlurm.next_job), "dependency": self.parameters.get("dependency"),
                                 "stage": self.parameters["job_name"].rsplit("-", 1)[-1],
-                                "jobs": [getattr(job, "pretrain", job) for job in jobs]})
-        if len(jobs) == 1:  # as submitit does: one task is a plain job, not an array
+                                "packs": [[entry.key for entry in pack.entries] for pack in packs],
+                                "jobs": [getattr(pack.entries[0].job, "pretrain", pack.entries[0].job) for pack in packs]})
+        if len(packs) == 1:  # as submitit does: one task is a plain job, not an array
             return [SimpleNamespace(job_id=str(FakeSlurm.next_job))]
-        return [SimpleNamespace(job_id=f"{FakeSlurm.next_job}_{i}") for i in range(len(jobs))]
+        return [SimpleNamespace(job_id=f"{FakeSlurm.next_job}_{i}") for i in range(len(packs))]
 
 
 @pytest.fixture
@@ -342,7 +343,7 @@ def fake_slurm(monkeypatch):
 def test_a_failed_sbatch_part_way_leaves_the_submitted_jobs_recorded(tmp_path, fake_slurm):
     from lab.run.slurm import SlurmError
 
-    config = toy_sweep(tmp_path, "launcher=slurm")
+    config = toy_sweep(tmp_path, "launcher=slurm", "launcher.tasks_per_job=1")
     plan = plan_sweep(config)
     fake_slurm.fail_at = 2  # the render array goes in, the first pre-training's sbatch fails
     with pytest.raises(SlurmError, match="launching again submits only the rest"):
@@ -361,7 +362,7 @@ def test_a_failed_sbatch_part_way_leaves_the_submitted_jobs_recorded(tmp_path, f
 
 
 def test_a_finetune_depends_only_on_its_own_pretraining(tmp_path, fake_slurm):
-    config = toy_sweep(tmp_path, "launcher=slurm", "study.s=[10,20]")
+    config = toy_sweep(tmp_path, "launcher=slurm", "study.s=[10,20]", "launcher.tasks_per_job=1")
     plan = plan_sweep(config)
     sweep.launch(plan, config.launcher)
     stages = [call["stage"] for call in fake_slurm.calls]
@@ -379,6 +380,30 @@ def test_a_finetune_depends_only_on_its_own_pretraining(tmp_path, fake_slurm):
             continue
         parent = next(t for t in plan.tasks if t.stage == "pretrain" and t.job.pretrain == call["jobs"][0])
         assert call["dependency"] == f"afterok:{state['tasks'][parent.key]['job_ids'][-1]}"  # its own, only
+
+
+def test_packed_jobs_keep_each_pretraining_with_its_finetunes_and_wait_only_on_what_they_need(tmp_path, fake_slurm):
+    config = toy_sweep(tmp_path, "launcher=slurm", "study.n=[0,100,200]", "study.seeds=[0,1]", "study.s=[10,20]",
+                       "launcher.tasks_per_job=6")
+    plan = plan_sweep(config)
+    launched = sweep.launch(plan, config.launcher)
+    assert launched["submitted"] == len(plan.tasks)
+    packs = [pack for call in fake_slurm.calls for pack in call["packs"]]
+    assert sorted(key for pack in packs for key in pack) == sorted(t.key for t in plan.tasks)  # each task once
+    assert all(len(pack) <= 6 for pack in packs) and len(packs) < len(plan.tasks) / 3
+    pack_of = {key: i for i, pack in enumerate(packs) for key in pack}
+    for task in plan.tasks:
+        if task.stage == "finetune" and task.depends:  # a fine-tune runs in its own pre-training's job
+            assert pack_of[task.key] == pack_of[task.depends[0]]
+    state = sweep.load_state(plan.folder)
+    renders = {state["tasks"][t.key]["job_ids"][0] for t in plan.tasks if t.stage == "render"}
+    for call in fake_slurm.calls:
+        if "pretrain" in call["stage"]:  # 'pretrain+finetune' packs wait on the renders, nothing else
+            assert call["dependency"] == f"afterok:{','.join(sorted(renders)).split('_')[0]}"
+        else:
+            assert call["dependency"] is None
+    relaunched = sweep.launch(plan, config.launcher)  # all queued: nothing twice
+    assert relaunched["submitted"] == 0 and relaunched["skipped_active"] == len(plan.tasks)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -152,6 +152,10 @@ class LauncherConfig:
     mem_gb: float = 2.0
     gpus_per_node: int = 0
     array_parallelism: int = 64
+    # stage runs (render slices, pre-trainings, fine-tunes) one job runs one after another, each still its own point
+    # (lab.run.pack); 0: 16 on Slurm, where every job pays Python + torch start-up, 1 locally (warm workers pay it
+    # once). Set 1 where one task already takes hours.
+    tasks_per_job: int = 0
     signal_delay_s: int = 90  # submitit asks for SIGUSR2 this long before the time limit, to requeue
     # e.g. {account: myproj, qos: high}; open to new keys, so `launcher.extra_sbatch={account: x}` works without a '+'
     # (a default instance keeps the open node: a study schema reads its launcher's defaults from one)
@@ -164,6 +168,9 @@ class LauncherConfig:
         for key in ("max_parallel", "timeout_min", "cpus_per_task", "tasks_per_node", "nodes", "array_parallelism"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"launcher.{key} must be positive, got {getattr(self, key)}")
+        if self.tasks_per_job < 0:
+            raise ValueError(f"launcher.tasks_per_job must be >= 0 (0: the executor's default), got "
+                             f"{self.tasks_per_job}")
         if self.mem_gb <= 0 or self.gpus_per_node < 0:
             raise ValueError("launcher.mem_gb must be positive and launcher.gpus_per_node >= 0")
         check_sbatch_options(self.extra_sbatch)

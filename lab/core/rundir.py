@@ -161,7 +161,7 @@ def load_result(path: Path | str, required: Sequence[str] = ()) -> dict[str, Any
     path = Path(path)
     try:
         return check_result(path, required)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there (a file where its folder should be: not either)
         return None
     except InvalidResultError as error:
         aside = set_aside(path)

@@ -5,11 +5,13 @@ plans its work once as a `Plan`: `Task`s (render slices, pre-trainings, fine-tun
 plus the `points` of the study (the swept values of each fine-tune). `launch` submits what is missing, `status`
 tells where each point is (and `stage_progress` where each stage is, with an ETA), `collect` writes the tidy
 results table; `run_to_completion` is the three in a row.
-On Slurm, tasks of one stage that share their parents and their dependents become one job array, submitted with
-`afterok` on the parents' jobs, so one pre-training serves all the fine-tunes that use it, and each fine-tune
-waits only for its own pre-training. Locally (`local`, `debug`), a runner
-executes the same plan (`run_tasks`): at most `max_parallel` jobs at once, each task as soon as its parents are
-done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
+Tasks run in packs (`lab.run.pack`): up to `launcher.tasks_per_job` stage runs in one job, a pre-training with
+its fine-tunes, each still with its own run directory, record, log and status row, since every job start pays
+Python + torch imports. On Slurm, packs of the same stages that share their parents and their dependents become
+one job array, submitted with `afterok` on the parents' jobs, so one pre-training serves all the fine-tunes that
+use it, and each fine-tune waits only for its own pre-training. Locally (`local`, `debug`), a runner executes the
+same plan (`run_tasks`): at most `max_parallel` jobs at once on warm worker processes that are started once
+(`lab.run.workers`), each pack as soon as what it waits on is done. Tasks whose outputs exist are never submitted again, nor are tasks still queued or running: re-launching
 submits only what is missing or failed. Every job is checkpointable: a preemption or time limit requeues it and
 the stage resumes from its last checkpoint.
 
@@ -48,6 +50,10 @@ from lab.core.config import ConfigError
 from lab.core.launcher import plain_dict
 from lab.core.progress import read_progress
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
+from lab.run.pack import (  # noqa: F401 (PARENT_FAILED: callers read it here)
+    PARENT_FAILED, PackCall, PackEntry, form_packs, point_file, read_point_record, tasks_per_job,
+)
+from lab.run.workers import WarmJob, WarmWorkers
 from lab.core.results import results_table, write_table
 from lab.core.rundir import RunDir, atomic_write_json, load_result, read_jsonl, result_done
 
@@ -60,7 +66,6 @@ LOCAL_STATUS_FILE = "local_runner.json"
 LOCAL_PID_FILE = "local_runner.pid"  # the detached runner's process: when it is gone, its unfinished tasks are lost
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
 FAILED_STATES = {"FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
-PARENT_FAILED = "a task it depends on failed"
 # The most synthetic samples (or tokens) one study point may use: 60,000x the largest image study configured here
 # and 4x the largest text one (text_gpu: 2.7e8 tokens). Far larger values are typos that would only spin (planning
 # 1e12 samples lists a billion shards); a study that needs more passes its own n_max.
@@ -291,48 +296,62 @@ def _dependency(parent_jobs: set[str], arrays: dict[str, set[str]]) -> list[str]
 
 def _submit_slurm(todo: list[Task], plan: Plan, launcher: LauncherConfig, folder: Path, state: dict[str, Any],
                   record: Callable[[dict[str, str]], None]) -> None:
-    """Tasks of one stage with the same parents and the same dependents -> one array (split at MaxArraySize),
-    afterok on the parents' jobs; `record` gets each array's jobs as soon as sbatch accepted it.
+    """Packs (`lab.run.pack.form_packs`: up to `launcher.tasks_per_job` tasks each) of the same stages with the
+    same parents and the same dependents outside them -> one array (split at MaxArraySize), afterok on the
+    parents' jobs; `record` gets each array's jobs as soon as sbatch accepted it.
 
-    So the fine-tunes of one pre-training are one array, and each pre-training (whose fine-tunes are its own) is a
-    job of its own: a fine-tune waits only for its own pre-training, and cancelling or failing one pre-training
-    cancels only its fine-tunes. (A dependency on one task of a pre-training array would say the same, but Slurm
-    counts a still-pending array task that is cancelled as a satisfied dependency, and would start its fine-tunes.)"""
+    A task keeps its pre-training's fine-tunes with it in one pack when they fit, so a fine-tune waits only for its
+    own pre-training, and cancelling or failing one pre-training's job cancels only the fine-tunes that wait on it.
+    With tasks_per_job=1 each pre-training is a job of its own and its fine-tunes one array. (A dependency on one
+    task of a pre-training array would say the same, but Slurm counts a still-pending array task that is cancelled
+    as a satisfied dependency, and would start its fine-tunes.)"""
     from lab.run.slurm import SlurmError, max_array_size
 
     executor = EXECUTORS.get("slurm")(folder / "jobs", launcher)
     job_of = {key: info["job_ids"][-1] for key, info in state["tasks"].items() if info.get("job_ids")}
+    done = {key: plan.task(key).done() for t in todo for key in t.depends}  # each output checked once
+    packs = form_packs(todo, tasks_per_job(launcher))
     rank = {stage: i for i, stage in enumerate(dict.fromkeys(t.stage for t in plan.tasks))}
-    children: dict[str, list[str]] = {t.key: [] for t in plan.tasks}
+    children: dict[str, set[str]] = {t.key: set() for t in plan.tasks}
     for task in plan.tasks:
         for parent in task.depends:
-            children[parent].append(task.key)
+            children[parent].add(task.key)
 
-    done = {key: plan.task(key).done() for t in todo for key in t.depends}  # each output checked once
-    parents_of = {t.key: tuple(sorted(d for d in t.depends if not done[d])) for t in todo}
+    def outside(pack: list[Task]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The unfinished tasks a pack waits on and the tasks that wait on it, both outside it."""
+        inside = {t.key for t in pack}
+        parents = sorted({d for t in pack for d in t.depends if d not in inside and not done[d]})
+        dependents = sorted({c for t in pack for c in children[t.key] if c not in inside})
+        return tuple(parents), tuple(dependents)
+
+    def entry(task: Task) -> PackEntry:
+        return PackEntry(task.key, task.stage, task.fn, task.job, list(task.outputs),
+                         needs=[o for d in task.depends for o in plan.task(d).outputs], parents=list(task.depends))
 
     submitted: dict[str, str] = {}
     arrays: dict[str, set[str]] = {}  # array job id -> its task ids, for the arrays this launch submitted
-    ordered = sorted(todo, key=lambda t: (rank[t.stage], parents_of[t.key], sorted(children[t.key])))
-    for (_, fn, parents, _), tasks in groupby(ordered, key=lambda t: (t.stage, t.fn, parents_of[t.key],
-                                                                      sorted(children[t.key]))):
-        tasks = list(tasks)
+    signature = {i: (tuple(dict.fromkeys(t.stage for t in pack)), *outside(pack)) for i, pack in enumerate(packs)}
+    ordered = sorted(range(len(packs)), key=lambda i: (rank[packs[i][0].stage], signature[i]))
+    for (stages, parents, _), group in groupby(ordered, key=signature.__getitem__):
+        group = [packs[i] for i in group]
         parent_jobs = _dependency({submitted.get(p) or job_of[p] for p in parents}, arrays)
         # kill-on-invalid-dep: a job whose parent failed is cancelled instead of pending forever
         extra = {**launcher.extra_sbatch, **({"kill-on-invalid-dep": "yes"} if parent_jobs else {})}
         executor.update_parameters(dependency=f"afterok:{':'.join(parent_jobs)}" if parent_jobs else None,
-                                   job_name=f"{plan.name}-{tasks[0].stage}", additional_parameters=extra)
+                                   job_name=f"{plan.name}-{'+'.join(stages)}", additional_parameters=extra)
         limit = max_array_size() - 1
-        for start in range(0, len(tasks), limit):
-            chunk = tasks[start : start + limit]
+        for start in range(0, len(group), limit):
+            chunk = group[start : start + limit]
+            calls = [PackCall([entry(t) for t in pack], str(folder / "jobs"), fail_job=True) for pack in chunk]
             try:
-                jobs = executor.map_array(StageCall(fn), [t.job for t in chunk])  # one task: a plain job
+                jobs = executor.submit_array(calls)  # one pack: a plain job
             except Exception as error:
+                count = sum(map(len, chunk))
                 raise SlurmError(
-                    f"sbatch failed for {len(chunk)} {chunk[0].stage} task(s) after {len(submitted)} of {len(todo)} "
+                    f"sbatch failed for {count} {'+'.join(stages)} task(s) after {len(submitted)} of {len(todo)} "
                     f"were submitted; those are recorded in {folder / STATE_FILE}, so launching again submits only "
                     f"the rest: {error_line(str(error)) or type(error).__name__}") from error
-            ids = {t.key: str(j.job_id) for t, j in zip(chunk, jobs)}
+            ids = {t.key: str(j.job_id) for pack, j in zip(chunk, jobs) for t in pack}
             submitted.update(ids)
             arrays[str(jobs[0].job_id).split("_")[0]] = set(ids.values())
             record(ids)
@@ -420,30 +439,70 @@ def stage_counts(done: dict[str, int], totals: dict[str, int]) -> str:
     return ", ".join(f"{stage} {done.get(stage, 0)}/{total}" for stage, total in totals.items())
 
 
+class SubmititJobs:
+    """Jobs through a submitit executor (debug: in this process; local with tasks_per_node > 1: fresh processes,
+    as DDP needs), behind the interface of `lab.run.workers.WarmWorkers`: free, submit, poll, cancel, close."""
+
+    def __init__(self, executor: submitit.Executor, size: int) -> None:
+        self.executor, self.size, self.running = executor, size, []
+
+    def free(self) -> bool:
+        return len(self.running) < self.size
+
+    def submit(self, call: Any) -> WarmJob:
+        job = self.executor.submit(call)
+        handle = WarmJob(job_id=str(job.job_id), log=str(job.paths.stderr))
+        self.running.append((handle, job))
+        return handle
+
+    def poll(self) -> None:
+        for handle, job in [entry for entry in self.running if _finished(entry[1])]:
+            self.running.remove((handle, job))
+            try:
+                handle.outcome = ("ok", job.results()[0])  # task 0's: a multi-task (DDP) job's ranks agree
+            except Exception as error:
+                handle.outcome = ("error", job_failure(error))
+
+    def cancel(self, handle: WarmJob) -> None:
+        for entry in [entry for entry in self.running if entry[0] is handle]:
+            entry[1].cancel(check=False)
+            self.running.remove(entry)
+
+    def close(self) -> None:
+        for handle, _ in list(self.running):
+            self.cancel(handle)
+
+
+def job_runner(launcher: LauncherConfig, folder: Path) -> SubmititJobs | WarmWorkers:
+    """Where run_tasks' jobs run: warm workers for the local executor (one process per task of a DDP job needs
+    fresh ones), the executor itself otherwise."""
+    if launcher.name == "local" and launcher.tasks_per_node == 1:
+        return WarmWorkers(launcher.max_parallel, launcher.threads(), launcher.timeout_min * 60)
+    return SubmititJobs(EXECUTORS.get(launcher.name)(folder, launcher), launcher.max_parallel)
+
+
 def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | str, desc: str = "tasks",
               poll_seconds: float = 0.5,
               on_change: Callable[[Task, JobOutcome | None], None] | None = None) -> dict[str, JobOutcome]:
-    """Run tasks (in dependency order) through the launcher's executor, `max_parallel` jobs at a time; a bar
-    names the stages of the job started last ('pretrain+finetune' for a chain) and counts each stage's finished
-    tasks.
+    """Run tasks (in dependency order) as packs (`lab.run.pack.form_packs`, `launcher.tasks_per_job` tasks at
+    most), `max_parallel` jobs at a time: on warm workers for the local executor (`lab.run.workers`), through the
+    executor otherwise. A bar names the stages of the job started last and counts each stage's finished tasks.
 
-    A task starts once those of `tasks` it depends on have finished, and is cancelled when one of them failed;
-    a failure never stops the others. A task whose only waiting dependent has no other unfinished parent runs
-    with it in one job (`StageChain`); when such a job fails, the first of its tasks whose outputs are missing
-    failed. `on_change(task, None)` reports a start, `on_change(task, outcome)` an end (`seconds`: the job's
-    wall time, shared equally by a chain's tasks). Ctrl-C cancels the running jobs: what finished is kept, and
-    the same call again resumes.
+    A pack starts once the tasks outside it that it waits on have finished; a task whose parent failed is
+    cancelled, and a failure never stops the others, in its pack or elsewhere. Each task's outcome carries its own
+    log (`<folder>/points/`) and seconds. `on_change(task, None)` reports a start (read from the task's record as
+    its pack reaches it), `on_change(task, outcome)` an end. Ctrl-C stops the running jobs: what finished is kept,
+    and the same call again resumes.
     """
-    executor = EXECUTORS.get(launcher.name)(Path(folder), launcher)
+    folder = Path(folder)
     keys = {t.key for t in tasks}
-    children: dict[str, list[Task]] = {t.key: [] for t in tasks}
-    for task in tasks:
-        for parent in task.depends:
-            if parent in children:
-                children[parent].append(task)
+    by_key = {t.key: t for t in tasks}
+    packs = form_packs(tasks, tasks_per_job(launcher))
+    jobs = job_runner(launcher, folder)
     outcomes: dict[str, JobOutcome] = {}
-    waiting = list(tasks)
-    running: list[tuple[list[Task], submitit.Job, float]] = []
+    announced: set[str] = set()
+    waiting = list(packs)
+    running: list[tuple[list[Task], WarmJob]] = []
     bar = tqdm(total=len(tasks), desc=desc, unit="task")
     totals = stage_totals(tasks)
     finished: dict[str, int] = {}
@@ -458,64 +517,74 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
         if on_change:
             on_change(task, outcome)
 
-    def chain_from(task: Task) -> list[Task]:
-        chain = [task]
-        while len(children[chain[-1].key]) == 1 and chain[-1].outputs:
-            child = children[chain[-1].key][0]
-            others = [outcomes.get(d) for d in child.depends if d in keys and d != chain[-1].key]
-            if child not in waiting or not child.outputs or not all(o is not None and o.ok for o in others):
-                break
-            chain.append(child)
-        return chain
-
-    def collect_job(chain: list[Task], job: submitit.Job, started: float) -> None:
-        base = {"job_id": str(job.job_id), "log": str(job.paths.stderr),
-                "seconds": (time.monotonic() - started) / len(chain)}
-        try:
-            results = job.results()[0]  # task 0's: a multi-task (DDP) job's ranks agree
-        except Exception as error:  # a failed task must not lose the others
-            failed = False
-            for task in chain:
-                if failed:
-                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
-                elif len(chain) > 1 and task.done():
-                    finish(task, JobOutcome(task.job, **base))
-                else:
-                    failed = True
-                    finish(task, JobOutcome(task.job, error=job_failure(error), **base))
+    def start(pack: list[Task]) -> None:
+        runnable = []
+        cancelled: set[str] = set()
+        for task in pack:  # a parent that failed before (or is cancelled here): cancelled, never sent to a job
+            if any(d in cancelled or d in outcomes and not outcomes[d].ok for d in task.depends):
+                cancelled.add(task.key)
+                finish(task, JobOutcome(task.job, error=PARENT_FAILED))
+            else:
+                runnable.append(task)
+        if not runnable:
             return
-        for task, result in zip(chain, results):
-            finish(task, JobOutcome(task.job, result=result, **base))
+        entries = [PackEntry(t.key, t.stage, t.fn, t.job, list(t.outputs),
+                             needs=[o for d in t.depends if d in keys for o in by_key[d].outputs],
+                             parents=list(t.depends)) for t in runnable]
+        bar.set_description(f"{desc} {'+'.join(dict.fromkeys(t.stage for t in runnable))}")  # started last
+        call = PackCall(entries, str(folder), own_logs=launcher.name != "debug")
+        running.append((runnable, jobs.submit(call)))
+
+    def announce(pack: list[Task], job: WarmJob) -> None:
+        """Report the tasks of a running pack that its job has reached (their records say RUNNING)."""
+        for task in pack:
+            if task.key in announced or not on_change:
+                continue
+            record = read_point_record(folder, task.key)
+            if record and record.get("job_id") == job.job_id:
+                announced.add(task.key)
+                on_change(task, None)
+
+    def collect(pack: list[Task], job: WarmJob) -> None:
+        assert job.outcome is not None
+        kind, value = job.outcome
+        if kind == "ok":
+            for task, result in zip(pack, value):
+                finish(task, JobOutcome(task.job, result=result["result"], error=result["error"],
+                                        job_id=result["job_id"] if result["error"] != PARENT_FAILED or
+                                        result["seconds"] else "", log=result["log"] or job.log,
+                                        seconds=result["seconds"]))
+            return
+        for task in pack:  # the whole job failed (died, timed out): what finished in it stays finished
+            ok = bool(task.outputs) and task.done()
+            record = read_point_record(folder, task.key) or {}
+            ran = record.get("job_id") == job.job_id
+            finish(task, JobOutcome(task.job, error=None if ok else value, job_id=job.job_id,
+                                    log=record.get("log") or job.log if ran else job.log,
+                                    seconds=float(record.get("seconds") or 0.0) if ran else 0.0))
 
     try:
         while waiting or running:
-            for task in list(waiting):
-                if task not in waiting:  # taken into a chain this round
-                    continue
-                parents = [outcomes.get(d) for d in task.depends if d in keys]
-                if any(p is not None and not p.ok for p in parents):
-                    waiting.remove(task)
-                    finish(task, JobOutcome(task.job, error=PARENT_FAILED))
-                elif None not in parents and len(running) < launcher.max_parallel:
-                    chain = chain_from(task)
-                    for member in chain:
-                        waiting.remove(member)
-                    bar.set_description(f"{desc} {'+'.join(dict.fromkeys(t.stage for t in chain))}")  # started last
-                    job = executor.submit(StageChain([(t.fn, t.job) for t in chain]))
-                    running.append((chain, job, time.monotonic()))
-                    for member in chain:
-                        if on_change:
-                            on_change(member, None)
-            for entry in [entry for entry in running if _finished(entry[1])]:
-                running.remove(entry)
-                collect_job(*entry)
+            for pack in list(waiting):
+                inside = {t.key for t in pack}
+                external = {d for t in pack for d in t.depends if d in keys and d not in inside}
+                if all(d in outcomes for d in external) and jobs.free():
+                    waiting.remove(pack)
+                    start(pack)
+            jobs.poll()
+            for pack, job in list(running):
+                announce(pack, job)
+                if job.done():
+                    running.remove((pack, job))
+                    collect(pack, job)
             if running:
                 time.sleep(poll_seconds)
     except KeyboardInterrupt:
-        for _, job, _ in running:
-            job.cancel(check=False)
+        for _, job in running:
+            jobs.cancel(job)
         raise KeyboardInterrupt("interrupted: finished points are kept; run the same command again to resume")
     finally:
+        jobs.close()
         bar.close()
     return outcomes
 
@@ -608,6 +677,7 @@ class SweepView:
     scheduler: dict[str, str]  # task key -> its latest job's state
     local: dict[str, Any]  # the local runner's record of each task it was given
     done: dict[str, bool]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # packs' records of tasks, read when asked
 
     @classmethod
     def read(cls, folder: Path) -> SweepView:
@@ -620,8 +690,19 @@ class SweepView:
         return cls(folder, plan, state, executor, latest, job_states(folder, latest, executor), local,
                    {t.key: t.done() for t in plan.tasks})
 
+    def record(self, task: Task) -> dict[str, Any]:
+        """The record its pack wrote of the task (lab.run.pack) in the task's latest job ({} when none did)."""
+        if task.key not in self.latest:
+            return {}
+        if task.key not in self.records:
+            record = read_point_record(self.folder / "jobs", task.key) or {}
+            ours = record.get("job_id") == self.latest[task.key] or self.executor != "slurm"
+            self.records[task.key] = record if ours else {}
+        return self.records[task.key]
+
     def task_state(self, task: Task) -> str:
-        """done, running, pending (queued, or waiting for its parents), failed, cancelled or not launched."""
+        """done, running, pending (queued, waiting for its parents, or in a running pack that has not reached it),
+        failed, cancelled or not launched."""
         if self.done[task.key]:
             return "done"
         if task.key not in self.latest:
@@ -629,45 +710,62 @@ class SweepView:
         job_state = self.scheduler.get(task.key, "UNKNOWN")
         if job_state == "CANCELLED":
             return "cancelled"
+        if self.executor == "slurm" and job_state in ("RUNNING", "COMPLETED", "FAILED"):
+            recorded = self.record(task).get("state")  # its pack went on after it failed: the task's own word
+            if recorded in ("FAILED", "CANCELLED"):
+                return recorded.lower()
+            if job_state == "RUNNING":  # a pack runs one task at a time; a job of one task is that task
+                alone = sum(job == self.latest[task.key] for job in self.latest.values()) == 1
+                return "running" if recorded == "RUNNING" or alone and not recorded else "pending"
         if job_state in FAILED_STATES or job_state in ("LOST", "COMPLETED"):  # completed without its outputs
             return "failed"
         return "running" if job_state == "RUNNING" else "pending"
 
     def error(self, task: Task) -> str:
-        """Why the task's latest job failed: the last error line of its log on Slurm, the local runner's record
-        (lab.run.sweep.job_failure) otherwise; the job's state when neither says."""
+        """Why the task failed: its pack's record of it, else the last error line of its job's log on Slurm, the
+        local runner's record (lab.run.sweep.job_failure) otherwise; the job's state when none says."""
         if self.executor == "slurm":
+            reason = self.record(task).get("error") or ""
             log = self.log(task)
-            reason = error_line(Path(log).read_text(errors="replace")[-20000:]) if log else ""
+            if not reason and log:
+                reason = error_line(Path(log).read_text(errors="replace")[-20000:])
         else:
             reason = self.local.get(task.key, {}).get("error") or ""
         return reason or self.scheduler.get(task.key, "UNKNOWN")
 
     def log(self, task: Task) -> str:
-        """The path of the task's latest job's error log ('' when it has none)."""
+        """The path of the task's own log (lab.run.pack) or else its latest job's error log ('' when none)."""
         if task.key not in self.latest:
             return ""
         if self.executor == "slurm":
-            log = str(JobPaths(self.folder / "jobs", job_id=self.latest[task.key], task_id=0).stderr)
+            log = self.record(task).get("log") or str(
+                JobPaths(self.folder / "jobs", job_id=self.latest[task.key], task_id=0).stderr)
         else:
             log = self.local.get(task.key, {}).get("log") or ""
         return log if log and Path(log).exists() else ""
 
     def seconds(self, task: Task) -> float | None:
-        """How long the finished task took: the local runner's record, else its run directory's first attempt
-        to its result.json (None when neither is there, as for a render on Slurm)."""
+        """How long the finished task took: the local runner's or its pack's record, else its run directory's
+        first attempt to its result.json (None when none is there)."""
         info = self.local.get(task.key, {})
         if info.get("state") == "COMPLETED" and "seconds" in info:
             return float(info["seconds"])
+        record = self.record(task) if self.executor == "slurm" else {}
+        if record.get("state") == "COMPLETED" and "seconds" in record:
+            return float(record["seconds"])
         result, attempts = _attempts(task)
         if result is None or not attempts or "time" not in attempts[0]:
             return None
         return max(0.0, result.stat().st_mtime - float(attempts[0]["time"]))
 
     def started(self, task: Task) -> float | None:
-        """When the running task's job started (the local runner's record, else its run's latest attempt)."""
+        """When the running task started (the local runner's or its pack's record, else its run's latest
+        attempt)."""
         if "started" in self.local.get(task.key, {}):
             return float(self.local[task.key]["started"])
+        record = self.record(task) if self.executor == "slurm" else {}
+        if "started" in record:
+            return float(record["started"])
         _, attempts = _attempts(task)
         return float(attempts[-1]["time"]) if attempts and "time" in attempts[-1] else None
 

@@ -37,7 +37,7 @@ def wait_until_settled(folder, timeout_s: float = 240) -> pd.DataFrame:
 
 def test_sweep_runs_as_arrays_with_dependencies_and_collects(slurm_partition, tmp_path, capsys):
     args = ["+experiment=sweep_toy", f"root={tmp_path}", "launcher=slurm", f"launcher.partition={slurm_partition}",
-            "launcher.timeout_min=10", "study.s=[10,20]"]
+            "launcher.timeout_min=10", "study.s=[10,20]", "launcher.tasks_per_job=1"]  # a job per task
     started = time.time()
     assert main(["sweep", "launch", *args]) == 0
     assert time.time() - started < 30  # launch returns without waiting for the jobs
@@ -65,7 +65,8 @@ def test_sweep_runs_as_arrays_with_dependencies_and_collects(slurm_partition, tm
 
 
 def test_failures_and_cancellations_show_in_status(slurm_partition, tmp_path):
-    config = slurm_sweep(tmp_path, slurm_partition, "study.pretrain.lr=1e12")  # NaN loss in pre-training
+    # NaN loss in pre-training; a job per task, so that the fine-tune is a job of its own that waits on it
+    config = slurm_sweep(tmp_path, slurm_partition, "study.pretrain.lr=1e12", "launcher.tasks_per_job=1")
     plan = plan_sweep(config)
     sweep.launch(plan, config.launcher)
     table = wait_until_settled(plan.folder).set_index("n")
@@ -202,7 +203,7 @@ exec {real} "$@"
 
 def test_cancelling_one_pretraining_cancels_only_its_own_finetunes(slurm_partition, tmp_path):
     config = slurm_sweep(tmp_path, slurm_partition, "study.n=[0,100,200]", "study.pretrain.steps=4",
-                         "study.finetune.steps=4")
+                         "study.finetune.steps=4", "launcher.tasks_per_job=1")
     plan = plan_sweep(config)
     sweep.launch(plan, config.launcher)
     state = sweep.load_state(plan.folder)
