@@ -73,7 +73,7 @@ def watch_command(args: argparse.Namespace) -> str:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from lab.run import sweep
-    from lab.core.config import to_yaml
+    from lab.core.config import ConfigError, to_yaml
     from lab.core.rundir import atomic_write_text
 
     config_name, module_name, schema, planner = SWEEP_STUDIES[args.study]
@@ -81,6 +81,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     plan_sweep = getattr(module, planner)
     config = _load(config_name, getattr(module, schema), args.overrides)
     folder = Path(config.root) / config.name / "sweep"
+    if args.action == "adapt":
+        if args.study != "digits":
+            raise ConfigError(f"lab sweep adapt runs the digits study's adaptive design; --study {args.study} "
+                              f"has no adaptive planner yet")
+        from experiments.adapt import check_adaptive, run_adaptive
+
+        check_adaptive(config)
+        atomic_write_text(folder / "config.yaml", to_yaml(config))
+        print(run_adaptive(config)["report"])
+        return 0
     if args.action == "launch":
         plan = plan_sweep(config)
         atomic_write_text(folder / "config.yaml", to_yaml(config))
@@ -203,9 +213,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "sweep", help="launch, watch and collect a sweep (local, debug or Slurm executor)",
         description="A grid over the digits study as render / pre-train / fine-tune jobs. 'launch' returns at once "
                     "(re-launching submits only missing or failed points); 'status' prints one row per point; "
-                    "'collect' writes the tidy results table. Example: lab sweep launch +experiment=sweep_toy "
-                    "launcher=slurm")
-    sweep.add_argument("action", choices=["launch", "status", "collect"])
+                    "'collect' writes the tidy results table; 'adapt' runs a study with design.kind=adaptive in "
+                    "rounds, each launching the points that narrow the target's interval most per unit cost, "
+                    "until the target width or the budget (resumable; decisions in sweep/adapt.jsonl). Example: "
+                    "lab sweep launch +experiment=sweep_toy launcher=slurm; lab sweep adapt +experiment=adapt_toy")
+    sweep.add_argument("action", choices=["launch", "status", "collect", "adapt"])
     sweep.add_argument("--study", choices=sorted(SWEEP_STUDIES), default="digits",
                        help="which study's grid, given before the action: digits (images, default), figure1 (3D-scene "
                             "pre-training tasks x real targets) or text (PLaMo on "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.design import DESIGN_KINDS, DesignConfig
 from experiments.digits_demo import (  # noqa: F401 (the task types: plans pickled before they moved name them here)
     DemoConfig, RenderedPretrainJob, RenderSliceJob, digits_points, plan_rendered_study, pretrain_after_render,
     render_slice, validate,
@@ -33,6 +34,7 @@ class SweepConfig:
     grid: dict[str, list[Any]] = field(default_factory=extensible_dict)
     render_shards_per_task: int = 4
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    design: DesignConfig = field(default_factory=DesignConfig)  # grid (default) or adaptive: `lab sweep adapt`
 
     def __post_init__(self) -> None:
         self.grid = plain_dict(self.grid)
@@ -53,6 +55,11 @@ def grid_cells(config: SweepConfig) -> list[tuple[dict[str, Any], DemoConfig]]:
 
 
 def plan_sweep(config: SweepConfig) -> Plan:
+    if config.design.kind not in DESIGN_KINDS:
+        raise ConfigError(f"design.kind must be one of {', '.join(DESIGN_KINDS)}, got {config.design.kind!r}")
+    if config.design.kind == "adaptive":
+        raise ConfigError("this sweep opts into the adaptive design (design.kind=adaptive): run it with "
+                          "`lab sweep adapt` and the same overrides; `launch` runs fixed grids")
     if config.render_shards_per_task <= 0:
         raise ConfigError("render_shards_per_task must be positive")
     try:
