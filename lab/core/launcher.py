@@ -156,6 +156,7 @@ class LauncherConfig:
     # (lab.run.pack); 0: 16 on Slurm, where every job pays Python + torch start-up, 1 locally (warm workers pay it
     # once). Set 1 where one task already takes hours.
     tasks_per_job: int = 0
+    warm_workers: bool = True  # local: reuse worker processes between jobs (false: a fresh interpreter per job)
     signal_delay_s: int = 90  # submitit asks for SIGUSR2 this long before the time limit, to requeue
     # e.g. {account: myproj, qos: high}; open to new keys, so `launcher.extra_sbatch={account: x}` works without a '+'
     # (a default instance keeps the open node: a study schema reads its launcher's defaults from one)

@@ -468,15 +468,18 @@ class SubmititJobs:
             entry[1].cancel(check=False)
             self.running.remove(entry)
 
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def close(self) -> None:
         for handle, _ in list(self.running):
             self.cancel(handle)
 
 
 def job_runner(launcher: LauncherConfig, folder: Path) -> SubmititJobs | WarmWorkers:
-    """Where run_tasks' jobs run: warm workers for the local executor (one process per task of a DDP job needs
-    fresh ones), the executor itself otherwise."""
-    if launcher.name == "local" and launcher.tasks_per_node == 1:
+    """Where run_tasks' jobs run: warm workers for the local executor (unless `launcher.warm_workers` is off;
+    the processes of a DDP job are always fresh), the executor itself otherwise."""
+    if launcher.name == "local" and launcher.tasks_per_node == 1 and launcher.warm_workers:
         return WarmWorkers(launcher.max_parallel, launcher.threads(), launcher.timeout_min * 60)
     return SubmititJobs(EXECUTORS.get(launcher.name)(folder, launcher), launcher.max_parallel)
 
@@ -578,7 +581,7 @@ def run_tasks(tasks: Sequence[Task], launcher: LauncherConfig, folder: Path | st
                     running.remove((pack, job))
                     collect(pack, job)
             if running:
-                time.sleep(poll_seconds)
+                jobs.wait(poll_seconds)
     except KeyboardInterrupt:
         for _, job in running:
             jobs.cancel(job)

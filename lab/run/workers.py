@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -126,6 +126,15 @@ class WarmWorkers:
             elif time.monotonic() - job.started > self.timeout_s:
                 self._retire(worker, f"the job ran past launcher.timeout_min ({self.timeout_s / 60:g} min) "
                                      f"and was stopped")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until a busy worker has something to say or is gone, at most `seconds` (no polling delay per job:
+        toy jobs take less than a second)."""
+        busy = [w for w in self.workers if w.job is not None]
+        if busy:
+            wait([obj for w in busy for obj in (w.connection, w.process.sentinel)], timeout=seconds)
+        else:
+            time.sleep(seconds)
 
     def cancel(self, job: WarmJob) -> None:
         for worker in list(self.workers):
