@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,9 @@ class TextStudyConfig:
     s: list[int] = field(default_factory=lambda: [8192])  # real fine-tuning tokens
     seeds: list[int] = field(default_factory=lambda: [0])
     generator: dict[str, Any] = field(default_factory=lambda: {"name": "world_facts", "shard_size": 200})
+    # the synthetic text the tokenizer learns from (None: `generator`); naming one for every arm of a study gives
+    # all arms one tokenizer, so the from-scratch arm is shared and every pairing is against the same model
+    tokenizer_generator: Optional[dict[str, Any]] = None
     data: RealTextConfig = field(default_factory=lambda: RealTextConfig(test_size=300))
     # sentencepiece refuses character_coverage < 0.98; 1000 pieces cover that much of the text's characters
     tokenizer: TokenizerConfig = field(
@@ -67,11 +70,15 @@ class TextSweepConfig:
     root: str = "runs"
     study: TextStudyConfig = field(default_factory=TextStudyConfig)
     grid: dict[str, list[Any]] = field(default_factory=extensible_dict)  # dotted study key -> values
+    # named extra cells beside the grid's: cell name -> {dotted study key: value} applied to `study` (e.g. a
+    # budget-convention check at two n, an s sweep for one arm); each point records its cell ("main": the grid)
+    cells: dict[str, dict[str, Any]] = field(default_factory=extensible_dict)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     fit_bootstrap: int = 200
 
     def __post_init__(self) -> None:
         self.grid = plain_dict(self.grid)
+        self.cells = plain_dict(self.cells)
 
 
 def validate(config: TextStudyConfig) -> None:
@@ -86,37 +93,52 @@ def validate(config: TextStudyConfig) -> None:
     try:
         get_plamo_config(config.model.name, **{**config.model.overrides, "vocab_size": config.tokenizer.vocab_size})
         config.tokenizer.validate()
-        config.pretrain.train_config(max(config.n)).validate("pretrain")
-        config.finetune.train_config().validate("finetune")
+        for n in config.n:
+            config.pretrain.train_config(n).validate("pretrain")
+        config.finetune.validate("finetune", config.data)
         generator = create_text_generator(config.generator)
+        if config.tokenizer_generator is not None:
+            create_text_generator(config.tokenizer_generator)
     except (ValueError, TypeError, PlamoConfigError) as error:
         raise ConfigError(str(error)) from None
     if config.eval_max_len <= 0 or config.max_docs <= 0 or config.render_workers <= 0:
         raise ConfigError("eval_max_len, max_docs and render_workers must be positive")
     mean_chars = float(np.mean([len(generator.document(i)) for i in range(32)]))
     ceiling = int(config.max_docs * mean_chars * MAX_TOKENS_PER_CHAR)
-    if max(config.n) > ceiling:
+    if config.pretrain.render_tokens(max(config.n)) > ceiling:
         raise ConfigError(
-            f"n={max(config.n)} tokens is more than generator {config.generator['name']!r} can provide within "
+            f"n={max(config.n)} tokens (+ {2 * config.pretrain.holdout_tokens} held-out) is more than generator {config.generator['name']!r} can provide within "
             f"max_docs={config.max_docs} documents (~{mean_chars:.0f} characters each, so at most ~{ceiling} "
             "tokens); raise max_docs or lower n")
     try:
         documents = load_corpus(config.data)
     except (ValueError, FileNotFoundError) as error:  # EmptyCorpusError is a ValueError
         raise ConfigError(f"real corpus {config.data.name!r}: {error}") from None
-    if config.data.test_size >= len(documents):
-        raise ConfigError(f"data.test_size={config.data.test_size} leaves no training text: {config.data.name} has "
-                          f"{len(documents)} documents")
-    train_chars = sum(len(d) for d in documents) * (len(documents) - config.data.test_size) / len(documents)
+    held = config.data.test_size + config.data.val_size
+    if held >= len(documents):
+        raise ConfigError(f"data.test_size + data.val_size = {held} leaves no training text: {config.data.name} "
+                          f"has {len(documents)} documents")
+    train_chars = sum(len(d) for d in documents) * (len(documents) - held) / len(documents)
     if max(config.s) > train_chars * MAX_TOKENS_PER_CHAR:
         raise ConfigError(f"s={max(config.s)} tokens is more than the {config.data.name} training split holds "
                           f"(~{train_chars:.0f} characters)")
 
 
-def grid_cells(config: TextSweepConfig) -> list[tuple[dict[str, Any], TextStudyConfig]]:
-    """Every combination of the grid's values applied to the study config, each validated."""
-    cells = grid_configs(config.grid, config.study, TextStudyConfig)
-    for _, study in cells:
+MAIN_CELL = "main"
+
+
+def grid_cells(config: TextSweepConfig) -> list[tuple[str, dict[str, Any], TextStudyConfig]]:
+    """Every combination of the grid's values applied to the study config (cell "main"), then each named extra
+    cell; every one validated."""
+    cells = [(MAIN_CELL, overrides, study) for overrides, study in grid_configs(config.grid, config.study,
+                                                                                 TextStudyConfig)]
+    for name, overrides in config.cells.items():
+        if name == MAIN_CELL:
+            raise ConfigError(f"cells: {MAIN_CELL!r} names the grid's cells; give the extra cell another name")
+        for _, study in grid_configs({key: [value] for key, value in overrides.items()}, config.study,
+                                     TextStudyConfig):
+            cells.append((name, {}, study))
+    for _, _, study in cells:
         validate(study)
     return cells
 
@@ -136,13 +158,15 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                                    depends=depends))
         return key
 
-    for overrides, study in grid_cells(config):
-        tokenizer = TokenizerJob(root=config.root, experiment=config.name, generator=study.generator, data=study.data,
+    for cell, overrides, study in grid_cells(config):
+        tokenizer = TokenizerJob(root=config.root, experiment=config.name,
+                                 generator=study.tokenizer_generator or study.generator, data=study.data,
                                  tokenizer=study.tokenizer, synthetic_docs=study.tokenizer_synthetic_docs,
                                  real_docs=study.tokenizer_real_docs)
         tokenizer_key = add(f"tokenizer/{tokenizer.run_dir().hash}", "tokenizer", run_tokenizer, tokenizer,
                             tokenizer.run_dir(), [])
-        render = TextRenderJob(tokenizer=tokenizer, generator=study.generator, tokens=max(study.n),
+        render = TextRenderJob(tokenizer=tokenizer, generator=study.generator,
+                               tokens=study.pretrain.render_tokens(max(study.n)),
                                max_docs=study.max_docs, workers=study.render_workers)
         render_key = None
         if max(study.n) > 0:
@@ -154,7 +178,8 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                 if n > 0:
                     pretrain = TextPretrainJob(root=config.root, experiment=config.name, render=render, n=n,
                                                seed=seed, model=study.model, train=study.pretrain,
-                                               device=study.device, dtype=study.dtype, threads=threads)
+                                               device=study.device, dtype=study.dtype, threads=threads,
+                                               eval_max_len=study.eval_max_len)
                     add(f"pretrain/{pretrain.run_dir().hash}", "pretrain", run_text_pretrain, pretrain,
                         pretrain.run_dir(), [render_key])
                 for s in study.s:
@@ -166,10 +191,12 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                     key = add(f"finetune/{job.run_dir().hash}", "finetune", run_text_finetune, job, job.run_dir(),
                               depends)
                     points.append({"n": n, "s": s, "seed": seed, "model": study.model.name,
-                                   "data": study.data.name, "generator": study.generator["name"], **overrides,
-                                   "task": key})
+                                   "data": study.data.name, "generator": study.generator["name"],
+                                   "budget": study.pretrain.budget, "cell": cell, **overrides, "task": key})
+    # seed by seed within a stage: a study stopped early has whole curves for its first seeds
+    by_seed = sorted(tasks.values(), key=lambda task: getattr(task.job, "seed", -1))
     return Plan(name=config.name, root=config.root, points=points,
-                tasks=sweep.in_stage_order(tasks.values(), ("tokenizer", "render", "pretrain", "finetune")))
+                tasks=sweep.in_stage_order(by_seed, ("tokenizer", "render", "pretrain", "finetune")))
 
 
 def fit_text_curves(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:

@@ -16,7 +16,8 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -199,6 +200,7 @@ class RealTextConfig:
     name: str = "manpages_ja"
     path: str | None = None  # man root for manpages_ja (default /usr/share/man/ja); the file for jsonl
     test_size: int = 2000  # documents held out
+    val_size: int = 0  # documents carved from the training pool to choose hyper-parameters on (never the test set)
     split_seed: int = 0
     min_chars: int = 4  # shorter documents are dropped
 
@@ -207,6 +209,8 @@ class RealTextConfig:
             REAL_TEXT_CORPORA.get(self.name)  # raises with the list of valid names
         if self.test_size <= 0:
             raise ValueError(f"text.test_size must be positive, got {self.test_size}")
+        if self.val_size < 0:
+            raise ValueError(f"text.val_size must be >= 0, got {self.val_size}")
         if self.min_chars < 1:
             raise ValueError(f"text.min_chars must be >= 1, got {self.min_chars}")
         if self.name == "jsonl" and not self.path:
@@ -314,18 +318,46 @@ def load_corpus(config: RealTextConfig) -> list[str]:
 class TextSplit:
     train: list[str]
     test: list[str]
+    val: list[str] = field(default_factory=list)
 
 
 def text_split(config: RealTextConfig) -> TextSplit:
-    """A held-out set fixed by (corpus, split_seed): documents keep their corpus order on both sides."""
+    """A held-out set fixed by (corpus, split_seed), and after it in the same permutation the validation set
+    (so adding one leaves the test set as it was); documents keep their corpus order on every side."""
     documents = load_corpus(config)
-    if config.test_size >= len(documents):
+    if config.test_size + config.val_size >= len(documents):
         raise ValueError(
-            f"text.test_size={config.test_size} leaves no training text: {config.name} has {len(documents)} documents"
+            f"text.test_size={config.test_size} + text.val_size={config.val_size} leaves no training text: "
+            f"{config.name} has {len(documents)} documents"
         )
-    test = np.zeros(len(documents), dtype=bool)
-    test[np.random.default_rng(config.split_seed).permutation(len(documents))[: config.test_size]] = True
-    return TextSplit([d for d, t in zip(documents, test) if not t], [d for d, t in zip(documents, test) if t])
+    order = np.random.default_rng(config.split_seed).permutation(len(documents))
+    side = np.zeros(len(documents), dtype=np.int8)  # 0 train, 1 test, 2 validation
+    side[order[: config.test_size]] = 1
+    side[order[config.test_size : config.test_size + config.val_size]] = 2
+    return TextSplit(*([d for d, k in zip(documents, side) if k == kind] for kind in (0, 1, 2)))
+
+
+UNSEEN_CHARACTERS = 0x110000  # a character never seen in training gets a share of the escape mass over all of Unicode
+
+
+def unigram_bits_per_char(train_texts: Sequence[str], test_texts: Sequence[str]) -> float:
+    """The trivial model a language model must beat: character frequencies of `train_texts` (add-one smoothed,
+    one escape count for unseen characters, spread uniformly over Unicode), scored on `test_texts` in bits per
+    character, the same unit as `evaluate_text`."""
+    counts = Counter("".join(train_texts))
+    if not counts:
+        raise ValueError("a unigram baseline needs non-empty training text")
+    total = sum(counts.values()) + len(counts) + 1
+    test = Counter("".join(test_texts))
+    characters = sum(test.values())
+    if characters == 0:
+        raise ValueError("cannot score a unigram baseline on empty text")
+    bits = 0.0
+    for char, k in test.items():
+        seen = counts.get(char)
+        p = (seen + 1) / total if seen else 1 / total / UNSEEN_CHARACTERS
+        bits -= k * math.log2(p)
+    return bits / characters
 
 
 # ----------------------------------------------------------------------------------------- tokenizer

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from lab.data.text import RealTextConfig, Tokenizer, text_split
+from lab.data.text import RealTextConfig, Tokenizer, text_split, unigram_bits_per_char
 from lab.data.text_shards import TextDataset
 from lab.core.distributed import DistributedContext
 from lab.lm_train import LMTrainConfig, TokenStream, evaluate_text, resolve_device, train_lm
@@ -53,12 +53,26 @@ class PlamoSpec:
         return create_plamo(self.name, **{**self.overrides, "vocab_size": vocab_size})
 
 
+PRETRAIN_BUDGETS = ("epochs", "steps")
+
+
 @dataclass
 class TextPretrainConfig:
-    """Pre-training on n synthetic tokens: steps = max(min_steps, epochs * n / (batch_size * seq_len))."""
+    """Pre-training on n synthetic tokens.
+
+    budget "epochs" (the default): steps = max(min_steps, epochs * n / (batch_size * seq_len)), one pass over
+    the n tokens; budget "steps" (the vision paper's protocol): `steps` optimiser steps for every n, so n changes
+    the data and never the compute. With `holdout_tokens` > 0 the first documents of the render holding that
+    many tokens are never trained on: every pre-training reports its bits per character on them next to a
+    character-unigram model of its own training text (the trivial baseline it must beat); training reads the n
+    tokens after them.
+    """
 
     epochs: float = 1.0
     min_steps: int = 20
+    budget: str = "epochs"
+    steps: int = 0  # budget "steps" only
+    holdout_tokens: int = 0
     batch_size: int = 16
     seq_len: int = 64
     lr: float = 3e-3
@@ -67,9 +81,22 @@ class TextPretrainConfig:
     grad_clip: float = 1.0
     checkpoint_every: int = 200
 
+    def steps_for(self, n: int) -> int:
+        if self.budget not in PRETRAIN_BUDGETS:
+            raise ValueError(f"pretrain.budget must be one of {', '.join(PRETRAIN_BUDGETS)}, got {self.budget!r}")
+        if self.budget == "steps":
+            return self.steps  # LMTrainConfig.validate rejects a non-positive count
+        return max(self.min_steps, math.ceil(self.epochs * n / (self.batch_size * self.seq_len)))
+
+    def render_tokens(self, largest_n: int) -> int:
+        """Tokens a study renders for pre-trainings up to `largest_n`: the held-out documents, then the n (twice
+        the held-out budget, since the held-out documents end past `holdout_tokens` by up to one document)."""
+        if self.holdout_tokens < 0:
+            raise ValueError(f"pretrain.holdout_tokens must be >= 0, got {self.holdout_tokens}")
+        return largest_n + 2 * self.holdout_tokens if largest_n > 0 else 0
+
     def train_config(self, n: int) -> LMTrainConfig:
-        steps = max(self.min_steps, math.ceil(self.epochs * n / (self.batch_size * self.seq_len)))
-        return LMTrainConfig(steps=steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
+        return LMTrainConfig(steps=self.steps_for(n), batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
                              weight_decay=self.weight_decay, warmup_frac=self.warmup_frac, grad_clip=self.grad_clip,
                              checkpoint_every=self.checkpoint_every)
 
@@ -78,7 +105,11 @@ class TextPretrainConfig:
 class TextFinetuneConfig:
     """Fine-tuning on s real tokens for a fixed number of steps; a random-init model (n = 0) gets scratch_lr.
 
-    The two rates default to the same value: no measurement yet says the text study needs them apart.
+    Equal tuning for every arm: with a non-empty `lr_grid`, every run (from scratch and from every pre-training
+    alike) trains once per rate of the grid from the same initial weights on the same s tokens, and keeps the
+    rate with the lowest bits per character on the validation split (`data.val_size` real documents carved from
+    the training pool); the test set is read once, by the chosen model. With an empty grid `lr` and `scratch_lr`
+    are used as they are.
     """
 
     steps: int = 60
@@ -86,16 +117,26 @@ class TextFinetuneConfig:
     seq_len: int = 64
     lr: float = 3e-3
     scratch_lr: float = 3e-3
+    lr_grid: list[float] = field(default_factory=list)
     weight_decay: float = 0.1
     warmup_frac: float = 0.05
     grad_clip: float = 1.0
     checkpoint_every: int = 200
 
-    def train_config(self, from_scratch: bool = False) -> LMTrainConfig:
-        return LMTrainConfig(steps=self.steps, batch_size=self.batch_size, seq_len=self.seq_len,
-                             lr=self.scratch_lr if from_scratch else self.lr, weight_decay=self.weight_decay,
-                             warmup_frac=self.warmup_frac, grad_clip=self.grad_clip,
+    def train_config(self, from_scratch: bool = False, lr: float | None = None) -> LMTrainConfig:
+        if lr is None:
+            lr = self.scratch_lr if from_scratch else self.lr
+        return LMTrainConfig(steps=self.steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=lr,
+                             weight_decay=self.weight_decay, warmup_frac=self.warmup_frac, grad_clip=self.grad_clip,
                              checkpoint_every=self.checkpoint_every)
+
+    def validate(self, prefix: str, data: RealTextConfig | None = None) -> None:
+        self.train_config().validate(prefix)
+        if any(not lr > 0 for lr in self.lr_grid):
+            raise ValueError(f"{prefix}.lr_grid must hold positive learning rates, got {self.lr_grid}")
+        if self.lr_grid and data is not None and data.val_size <= 0:
+            raise ValueError(f"{prefix}.lr_grid chooses the learning rate on a validation split: set "
+                             f"data.val_size > 0 (documents carved from the {data.name} training pool)")
 
 
 @dataclass
@@ -112,10 +153,11 @@ class TextPretrainJob:
     device: str = "cpu"
     dtype: str = "float32"
     threads: int = 0
+    eval_max_len: int = 256  # windows of the held-out synthetic check
 
     def identity(self) -> dict[str, Any]:
         return {"render": self.render.run_dir().hash, "n": self.n, "seed": self.seed, "model": self.model,
-                "train": self.train, "device": self.device, "dtype": self.dtype}
+                "train": self.train, "device": self.device, "dtype": self.dtype, "eval_max_len": self.eval_max_len}
 
     def run_dir(self) -> RunDir:
         return RunDir.for_config(self.root, self.experiment, "pretrain", self.identity())
@@ -164,7 +206,7 @@ def run_text_pretrain(job: TextPretrainJob, progress: bool = False) -> dict[str,
         run.write_config({**job.identity(), "dataset_hash": render["dataset_hash"]})
         tokenizer = Tokenizer.load(tokenizer_result["path"])
         dataset = TextDataset.open(render["path"])
-        documents = dataset.subset(dataset.docs_for(tokens=job.n))
+        heldout, documents = heldout_and_training(dataset, job.train.holdout_tokens, job.n)
         device = resolve_device(job.device)
         torch.manual_seed(job.seed)
         model = job.model.build(tokenizer.vocab_size)
@@ -173,24 +215,59 @@ def run_text_pretrain(job: TextPretrainJob, progress: bool = False) -> dict[str,
                          dtype=job.dtype, desc=f"pretrain n={job.n} seed={job.seed}", progress=progress)
         weights = save_pretrained(model, run.path / MODEL_DIR)
         tokenizer.save(weights)
+        check = heldout_check(model, tokenizer, heldout, documents, job.eval_max_len, device, job.dtype)
         return {"run_hash": run.hash, "weights": str(weights), "dataset_hash": render["dataset_hash"], "n": job.n,
-                "documents": len(documents), "seed": job.seed, **stats,
+                "documents": len(documents), "seed": job.seed, "budget": job.train.budget, **check, **stats,
                 "wall_seconds": time.perf_counter() - started, **provenance()}
 
     return run_stage(run, work, threads=job.threads)
 
 
-def finetune_stream(documents: list[str], tokenizer: Tokenizer, s: int, seed: int, eos: int) -> TokenStream:
-    """Exactly s tokens of real training text: documents in a seeded order, packed, the last one cut."""
+def heldout_and_training(dataset: TextDataset, holdout_tokens: int, n: int) -> tuple[list[str], list[str]]:
+    """The held-out documents (the first ones, holding `holdout_tokens` tokens; none when 0) and the documents
+    after them that hold the n training tokens: nested prefixes for every n of the same render."""
+    counts = np.cumsum(dataset.counts("n_tokens"))
+    held = dataset.docs_for(tokens=holdout_tokens) if holdout_tokens > 0 else 0
+    start = int(counts[held - 1]) if held else 0
+    if start + n > counts[-1]:
+        raise ValueError(f"the render holds {counts[-1]} tokens: too few for {start} held-out + n={n} training "
+                         "tokens (render more: pretrain.render_tokens)")
+    end = dataset.docs_for(tokens=start + n)
+    documents = dataset.subset(end)
+    return documents[:held], documents[held:]
+
+
+def heldout_check(model: PlamoForCausalLM, tokenizer: Tokenizer, heldout: list[str], training: list[str],
+                  max_len: int, device: torch.device, dtype: str) -> dict[str, Any]:
+    """Held-out synthetic bits per character next to a character-unigram model of the training text: a
+    pre-training that learned nothing beyond character frequencies is flagged. Empty when nothing is held out."""
+    if not heldout:
+        return {"pretrain_metric": None}
+    bits = evaluate_text(model, tokenizer, heldout, max_len=max_len, device=device, dtype=dtype)["bits_per_char"]
+    baseline = unigram_bits_per_char(training, heldout)
+    return {"pretrain_metric": "heldout_bits_per_char", "heldout": bits, "heldout_baseline": baseline,
+            "beats_baseline": bool(bits < baseline), "heldout_documents": len(heldout)}
+
+
+def finetune_documents(documents: list[str], tokenizer: Tokenizer, s: int, seed: int, eos: int
+                       ) -> tuple[TokenStream, list[str]]:
+    """Exactly s tokens of real training text (documents in a seeded order, packed, the last one cut) and the
+    text of those documents (the last one whole)."""
     order = np.random.default_rng(seed).permutation(len(documents))
-    chosen, total = [], 0
+    chosen, texts, total = [], [], 0
     for index in order:
         ids = tokenizer.encode(documents[index])
         chosen.append(ids)
+        texts.append(documents[index])
         total += len(ids) + 1
         if total >= s:
-            return TokenStream.pack(chosen, eos=eos, limit=s)
+            return TokenStream.pack(chosen, eos=eos, limit=s), texts
     raise ValueError(f"s={s} real tokens asked for, but the training split holds only {total}")
+
+
+def finetune_stream(documents: list[str], tokenizer: Tokenizer, s: int, seed: int, eos: int) -> TokenStream:
+    """Exactly s tokens of real training text: documents in a seeded order, packed, the last one cut."""
+    return finetune_documents(documents, tokenizer, s, seed, eos)[0]
 
 
 def run_text_finetune(job: TextFinetuneJob) -> dict[str, Any]:
@@ -207,25 +284,73 @@ def run_text_finetune(job: TextFinetuneJob) -> dict[str, Any]:
         split = text_split(job.data)
         device = resolve_device(job.device)
         torch.manual_seed(job.seed)
-        model = load_pretrained(parent["weights"]) if parent else job.model.build(tokenizer.vocab_size)
-        stream = finetune_stream(split.train, tokenizer, job.s, job.seed, eos=model.config.eos_token_id)
+        model = initial_model(job, parent, tokenizer)
+        stream, texts = finetune_documents(split.train, tokenizer, job.s, job.seed, eos=model.config.eos_token_id)
         before = evaluate_text(model, tokenizer, split.test, max_len=job.eval_max_len, device=device,
                                dtype=job.dtype)
-        stats = train_lm(model, stream, job.train.train_config(from_scratch=parent is None), run, seed=job.seed,
-                         device=device, dtype=job.dtype, desc=f"finetune n={job.n} s={job.s} seed={job.seed}")
+        if job.train.lr_grid:
+            model, stats, search = choose_lr(job, parent, tokenizer, stream, split.val, run, device)
+        else:
+            config = job.train.train_config(from_scratch=parent is None)
+            stats = train_lm(model, stream, config, run, seed=job.seed, device=device, dtype=job.dtype,
+                             desc=f"finetune n={job.n} s={job.s} seed={job.seed}")
+            search = {"lr": config.lr, "val_error": None, "lr_search": []}
         metrics = evaluate_text(model, tokenizer, split.test, max_len=job.eval_max_len, device=device,
                                 dtype=job.dtype)
         run.log_metrics({"stage": "eval", "step": stats["steps"], **metrics})
+        baseline = unigram_bits_per_char(texts, split.test)  # character frequencies of the fine-tuning text
         return {
             "run_hash": run.hash, "n": job.n, "s": job.s, "seed": job.seed, "model": job.model.name,
             "data": job.data.name, "test_size": len(split.test),
             "metrics": {"bits_per_char": metrics["bits_per_char"], "loss": metrics["loss"],
                         "zero_shot_bits_per_char": before["bits_per_char"]},
             "eval": metrics, "tokenizer_hash": tokenizer.fingerprint,
+            "baseline_error": baseline, "beats_baseline": bool(metrics["bits_per_char"] < baseline), **search,
             "pretrain_hash": parent["run_hash"] if parent else None,
             "dataset_hash": parent["dataset_hash"] if parent else None,
             "pretrain_seconds": parent["wall_seconds"] if parent else 0.0,
+            **{key: parent.get(source) if parent else None for key, source in PARENT_SUMMARY.items()},
             "finetune_seconds": time.perf_counter() - started, **stats, **provenance(),
         }
 
     return run_stage(run, work, threads=job.threads)
+
+
+# fine-tune result key -> its pre-training's result key: each point carries whether its body learned anything
+PARENT_SUMMARY = {"pretrain_metric": "pretrain_metric", "pretrain_heldout": "heldout",
+                  "pretrain_heldout_baseline": "heldout_baseline", "pretrain_beats_baseline": "beats_baseline"}
+
+
+def initial_model(job: TextFinetuneJob, parent: dict[str, Any] | None, tokenizer: Tokenizer) -> PlamoForCausalLM:
+    """The same initial weights for every trial of a run: the pre-trained model, or a fresh one seeded."""
+    torch.manual_seed(job.seed)
+    return load_pretrained(parent["weights"]) if parent else job.model.build(tokenizer.vocab_size)
+
+
+def choose_lr(job: TextFinetuneJob, parent: dict[str, Any] | None, tokenizer: Tokenizer, stream: TokenStream,
+              val: list[str], run: RunDir, device: torch.device) -> tuple[PlamoForCausalLM, dict, dict]:
+    """Train once per rate of the grid (each a resumable sub-run), keep the lowest validation bits/char.
+
+    Ties go to the first rate of the grid. Only the validation documents are read here, never the test set."""
+    if not val:
+        raise ValueError(f"finetune.lr_grid needs a validation split: set data.val_size > 0 for {job.data.name}")
+    trials = []
+    for lr in job.train.lr_grid:
+        trial = RunDir(run.path / "lr_search" / f"lr{lr:g}")
+        if not trial.done:
+            model = initial_model(job, parent, tokenizer)
+            stats = train_lm(model, stream, job.train.train_config(parent is None, lr=lr), trial, seed=job.seed,
+                             device=device, dtype=job.dtype,
+                             desc=f"finetune n={job.n} s={job.s} seed={job.seed} lr={lr:g}")
+            score = evaluate_text(model, tokenizer, val, max_len=job.eval_max_len, device=device, dtype=job.dtype)
+            save_pretrained(model, trial.path / MODEL_DIR)
+            trial.write_result({"lr": lr, "val_error": score["bits_per_char"], "val_loss": score["loss"], **stats})
+        trials.append(trial.read_result())
+    best = min(range(len(trials)), key=lambda i: (trials[i]["val_error"], i))
+    chosen = trials[best]
+    model = load_pretrained(run.path / "lr_search" / f"lr{chosen['lr']:g}" / MODEL_DIR)
+    stats = {key: chosen[key] for key in ("steps", "resumed_from_step") if key in chosen}
+    stats["train_seconds"] = sum(t.get("train_seconds", 0.0) for t in trials)
+    search = {"lr": chosen["lr"], "val_error": chosen["val_error"],
+              "lr_search": [{"lr": t["lr"], "val_error": t["val_error"]} for t in trials]}
+    return model, stats, search
