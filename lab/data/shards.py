@@ -95,7 +95,10 @@ def _shard_range(shard: int, shard_size: int, count: int) -> range:
 
 def _write_shard(out_dir: Path, shard: int, indices: range, make_sample: SampleFn, generator_hash: str,
                  shard_format: ShardFormat = NPZ_FORMAT) -> dict[str, Any]:
-    data = shard_format.encode([make_sample(i) for i in indices])
+    # a generator may make a whole shard in one call (`make_samples(indices)`), e.g. one renderer process per shard
+    make_samples = getattr(make_sample, "make_samples", None)
+    samples = make_samples(indices) if make_samples is not None else [make_sample(i) for i in indices]
+    data = shard_format.encode(samples)
     path = out_dir / shard_format.file_name(shard)
     atomic_write_bytes(path, data)  # a temporary file of its own: concurrent renders of this shard never collide
     record = {"file": path.name, "start": indices.start, "count": len(indices),

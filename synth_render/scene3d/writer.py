@@ -196,10 +196,20 @@ class Scene3DGenerator:
         return sample_scene(self.sampler, self.config.seed, index)
 
     def __call__(self, index: int) -> dict[str, Any]:
+        return self.make_samples(range(index, index + 1))[0]
+
+    def make_samples(self, indices: range) -> list[dict[str, Any]]:
+        """The samples of a shard from one `render_batch` call: engines that batch (torch) or start a process
+        per call (blenderproc: one `blenderproc run` per shard) need the shard's scenes together."""
         cfg = self.config
-        scene = self.scene(index)
+        scenes = [self.scene(index) for index in indices]
         k = int(cfg.supersample)
-        out = downsample_outputs(self.engine().render(scene, k * cfg.width, k * cfg.height), k)
+        outs = self.engine().render_batch(scenes, k * cfg.width, k * cfg.height)
+        return [self._sample(index, scene, downsample_outputs(out, k))
+                for index, scene, out in zip(indices, scenes, outs)]  # fmt: skip
+
+    def _sample(self, index: int, scene: Scene, out: Any) -> dict[str, Any]:
+        cfg = self.config
         normals = NORMALS_FRAMES[cfg.normals_frame].convert(out.normals, scene.camera)
         record = {
             "key": sample_key(index), "index": index, "seed": cfg.seed, "level": cfg.level, "engine": cfg.engine,
