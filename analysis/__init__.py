@@ -58,6 +58,13 @@ Theory (``analysis.theory``; derivation in its docstring)
     ``risk_bound``, ``predicted_gap``, ``simulate_transfer(setting, ...) -> TransferSimulation``,
     ``simulate_explicit_design``, ``check_theory(simulation) -> TheoryCheck``, ``plot_theory``.
 
+Adaptive design (``analysis.design``)
+    ``plan_round(Observations.of(n, seed, loss, curve), DesignSpec(law=, target=Target.parse("alpha" | "C" |
+    "loss@1.28e6"), shared=("D",), cost=CostModel(...), batch=...), target_width=, budget_left=) -> Decision``:
+    fits (grouped, shared D), scores candidate points (new n on a log grid inside and beyond the range, another seed
+    at a measured n) by the Fisher / delta-method narrowing of the target's 95% interval per unit cost and picks a
+    batch greedily; ``delta_interval``, ``candidate_points``, ``CostModel.from_durations``, ``plot_rounds``.
+
 Golden data (``analysis.chinchilla``)
     ``load_chinchilla(path)``, ``fit_chinchilla(frame, **fit_options)``, ``REPLICATION_ESTIMATES``.
 

@@ -428,13 +428,19 @@ def plan_round(data: Observations, spec: DesignSpec, *, target_width: float | No
     return Decision(fit, interval, first, chosen, width, stop=stop)
 
 
-def plot_rounds(rounds: Sequence[Mapping[str, Any]], *, target_width: float | None = None, title: str = ""):
+def plot_rounds(rounds: Sequence[Mapping[str, Any]], *, target_width: float | None = None, title: str = "",
+                axes: Sequence[Any] | None = None):
     """The figure of one adaptive run from its logged rounds (``Decision.to_dict`` plus ``round``, ``spent`` and
     ``units``: the (n, seed) pairs measured when it was made): left, the target's width against the cost spent
-    (dots: measured, crosses: predicted after the batch); right, where the points went (n by round)."""
+    (dots: measured, crosses: predicted after the batch); right, where the points went (n by round). ``axes``:
+    draw into these two instead of a new figure."""
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if axes is None:
+        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    else:
+        left, right = axes
+        figure = left.figure
     spent = [r["spent"] for r in rounds]
     widths = [r["width"] if r["width"] is not None else math.nan for r in rounds]
     left.plot(spent, widths, "o-", color="C0", label="measured width (delta method)")
@@ -463,7 +469,8 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], *, target_width: float | No
     right.legend(fontsize=7, frameon=False)
     if title:
         figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+    if axes is None:
+        figure.tight_layout()
     return figure
 
 
