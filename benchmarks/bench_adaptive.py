@@ -6,9 +6,10 @@ fit with D shared (log space, where the simulation's noise is homoscedastic). Th
 interval of alpha (the widest curve).
 
 - grid: n = 2048 ... 65536 doubling (6 values) x 3 seeds = 18 points; its width W_grid is the study's target.
-- adaptive: starts from n = 2048, 4096, 8192, 16384 with one seed, then rounds of 2 points chosen by Fisher
-  scoring, until its width <= W_grid or it has spent the grid's compute. Candidates run up to n_max = 131072
-  (2x the grid's largest n).
+- adaptive: starts from four grid n with one seed (every other grid n at fixed steps, the four cheapest at fixed
+  epochs), then rounds of 1 point chosen by Fisher scoring, until its width <= W_grid or it has spent the grid's
+  compute. Candidates run up to n_max = 131072 (2x the grid's largest n). The starts and the batch size were chosen
+  on studies 1000-1019 (--first-study 1000); the stored result is studies 0-99.
 
 Two cost protocols: fixed steps (every point costs 1: the paper's fixed step budget) and fixed epochs (a point
 costs n). Reports per protocol: mean compute fraction adaptive / grid with its SE (acceptance: <= 0.6), how often
@@ -17,8 +18,9 @@ intervals of both designs with its binomial SE (acceptance: within 5 points of 9
 checked against the unit bootstrap (fit_law's cluster bootstrap over (n, seed) runs) on the first studies, and
 the Fisher prediction of each round's width against the width measured after the batch.
 
-Run: PYTHONPATH=. python benchmarks/bench_adaptive.py [--studies 100] [--bootstrap-studies 30]
-Writes benchmarks/results/adaptive_<cpu>.csv (one row per study and protocol), adaptive_summary_<cpu>.json and
+Run: cd benchmarks && PYTHONPATH=.. python bench_adaptive.py [--studies 100] [--bootstrap-studies 30] (~10 min on
+one core). Writes benchmarks/results/adaptive_<cpu>.csv (one row per study and protocol), adaptive_summary_<cpu>.json,
+adaptive_example_rounds_<cpu>.json (study 0's rounds: docs/figures/adaptive_run.png is plot_rounds of them) and
 adaptive_<cpu>.png.
 """
 
