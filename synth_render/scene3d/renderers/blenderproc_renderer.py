@@ -99,8 +99,8 @@ class BlenderProcRenderer(SceneRenderer):
     """BlenderProc 2.8 + Cycles (CPU) in a separate process per slice. Options: spp (samples per pixel of the
     RGB image), threads (Cycles threads, None = all cores), max_depth (light bounces), home (the side
     environment, default $BLENDERPROC_HOME or .blenderproc/), work_dir (where slices are staged; default the
-    system's temporary folder), export ("hdf5", "coco" or "hdf5,coco": BlenderProc's own formats, into
-    export_dir), script (another BlenderProc run script reading the same slice folder), timeout (seconds per
+    system's temporary folder), export ("hdf5", "coco" or both, as "hdf5,coco" or a list: BlenderProc's own
+    formats, into export_dir), script (another BlenderProc run script reading the same slice folder), timeout (seconds per
     slice, None = no limit)."""
 
     name = "blenderproc"
@@ -112,7 +112,7 @@ class BlenderProcRenderer(SceneRenderer):
         max_depth: int = 4,
         home: str | None = None,
         work_dir: str | None = None,
-        export: str = "",
+        export: str | Sequence[str] = "",
         export_dir: str = "",
         script: str | None = None,
         timeout: float | None = None,
@@ -120,7 +120,8 @@ class BlenderProcRenderer(SceneRenderer):
         _positive("spp", spp)
         _positive("threads", threads, allow_none=True)
         _positive("max_depth", max_depth, minimum=0)
-        exports = [part.strip() for part in str(export or "").split(",") if part.strip()]
+        parts = str(export or "").split(",") if isinstance(export, str) else [str(part) for part in export]
+        exports = [part.strip() for part in parts if part.strip()]
         unknown = sorted(set(exports) - set(EXPORTS))
         if unknown:
             raise ValueError(f"export: unknown format(s) {', '.join(unknown)}; valid: {', '.join(EXPORTS)}")
@@ -150,9 +151,13 @@ class BlenderProcRenderer(SceneRenderer):
             return []
         folder = self.prepare_slice(scenes, width, height)
         self.run_slice(folder)
-        outputs = [self._read_output(folder, n, scene) for n, scene in enumerate(scenes)]
+        outputs = self.collect_slice(folder, scenes)
         shutil.rmtree(folder, ignore_errors=True)
         return outputs
+
+    def collect_slice(self, folder: Path, scenes: Sequence[Scene]) -> list[RenderOutput]:
+        """A finished slice's renders in the RenderOutput convention (shared with the other path tracers)."""
+        return [self._read_output(folder, n, scene) for n, scene in enumerate(scenes)]
 
     def slice_spec(self, scenes: Sequence[Scene], width: int, height: int) -> tuple[dict[str, Any], list[dict]]:
         """(spec.json's content, per scene the mesh arrays) for `scenes`."""
