@@ -199,21 +199,32 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                 tasks=sweep.in_stage_order(by_seed, ("tokenizer", "render", "pretrain", "finetune")))
 
 
+ARM_COLUMNS = ("cell", "generator", "budget")  # what tells one curve from another besides s
+
+
+def curve_groups(table: pd.DataFrame) -> list[str]:
+    """The columns that split the table into curves: s, and each arm column that takes more than one value."""
+    return [c for c in ARM_COLUMNS if c in table and table[c].nunique() > 1] + ["s"]
+
+
 def fit_text_curves(table: pd.DataFrame, bootstrap: int = 200, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
-    """L(n) = D n^-alpha + C on bits/char (n > 0), one curve per s; bits/char is not an error rate in [0, 1],
-    so the floor C may take any non-negative value."""
+    """L(n) = D n^-alpha + C on bits/char (n > 0), one curve per s and arm (named "arm/.../s"); bits/char is not
+    an error rate in [0, 1], so the floor C may take any non-negative value."""
     from analysis.fit import fit_law
     from analysis.validation import InputError
 
     fits, unfitted = {}, {}
     rows = table[(table.metric == METRIC) & (table.n > 0)]
-    for s, curve in rows.groupby("s"):
+    groups = curve_groups(rows)
+    for values, curve in rows.groupby(groups):
+        values = values if isinstance(values, tuple) else (values,)
+        name = "/".join([*map(str, values[:-1]), str(int(values[-1]))])
         y = curve.error.to_numpy(float)
         try:
-            fits[str(int(s))] = fit_law(curve.n.to_numpy(float), y, law="power_floor", target_range=None,
-                                        bounds={"C": (0.0, float(y.max()))}, bootstrap=bootstrap, seed=seed)
+            fits[name] = fit_law(curve.n.to_numpy(float), y, law="power_floor", target_range=None,
+                                 bounds={"C": (0.0, float(y.max()))}, bootstrap=bootstrap, seed=seed)
         except InputError as error:
-            unfitted[str(int(s))] = str(error)
+            unfitted[name] = str(error)
     return fits, unfitted
 
 
@@ -222,17 +233,24 @@ def write_report(config: TextSweepConfig, table: pd.DataFrame, fits: dict[str, A
     lines = [f"# {config.name}: synthetic Japanese ({study.generator['name']}) -> real {study.data.name}", "",
              f"PLaMo `{study.model.name}` {dict(study.model.overrides) or ''}; pre-training on n synthetic tokens, "
              f"fine-tuning on s real tokens, bits per character on {study.data.test_size} held-out real documents.",
-             "", "| s | n | bits/char (fine-tuned) | zero-shot bits/char | token loss | seeds |",
-             "|---|---|---|---|---|---|"]
-    wide = table.pivot_table(index=["s", "n", "seed"], columns="metric", values="value").reset_index()
-    for (s, n), group in wide.groupby(["s", "n"]):
-        lines.append(f"| {s} | {n} | {group[METRIC].mean():.4f} | {group['zero_shot_bits_per_char'].mean():.4f} | "
-                     f"{group['loss'].mean():.4f} | {len(group)} |")
+             "", "| curve | n | bits/char (fine-tuned) | unigram baseline | zero-shot bits/char | token loss | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    groups = curve_groups(table)
+    index = [*groups, "n", "seed"]
+    wide = table.pivot_table(index=index, columns="metric", values="value").reset_index()
+    baseline = table[table.metric == METRIC].groupby(index).baseline_error.first() if "baseline_error" in table \
+        else None
+    for values, group in wide.groupby([*groups, "n"]):
+        name = "/".join(map(str, values[:-1]))
+        base = baseline.loc[[tuple(values) + (seed,) for seed in group.seed]].mean() if baseline is not None \
+            else float("nan")
+        lines.append(f"| {name} | {values[-1]} | {group[METRIC].mean():.4f} | {base:.4f} | "
+                     f"{group['zero_shot_bits_per_char'].mean():.4f} | {group['loss'].mean():.4f} | {len(group)} |")
     for s, result in sorted(fits.items()):
-        lines += ["", f"## Fit of L(n) = D n^-alpha + C to bits/char at s = {s} (n > 0)", "", "```", result.report(),
+        lines += ["", f"## Fit of L(n) = D n^-alpha + C to bits/char, curve {s} (n > 0)", "", "```", result.report(),
                   "```"]
     for s, reason in sorted(unfitted.items()):
-        lines += ["", f"## s = {s}: not fitted", "", reason]
+        lines += ["", f"## curve {s}: not fitted", "", reason]
     lines += ["", "Same fit from the command line: `lab fit results.csv --where metric=bits_per_char --no-range-check "
               "--bounds C=0:10 --group s`", ""]
     return "\n".join(lines)
