@@ -19,7 +19,8 @@ from lab.core.rundir import RunDir, read_jsonl
 from lab.run import sweep
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["study.pretrain.steps=4", "study.finetune.steps=4", "study.data.test_size=100"]
+TINY = ["study.pretrain.steps=4", "study.finetune.steps=4", "study.data.test_size=100", "study.data.val_size=50",
+        "study.finetune.lr_grid=[0.01]", "render_shards_per_task=20"]  # seconds per task, one render task
 
 
 def toy_args(root, *overrides: str) -> list[str]:
