@@ -30,7 +30,7 @@ NOTEBOOKS = REPO / "notebooks"
 class PaperStudy:
     """A sweep whose results feed a figure: the sweep experiment config (`lab sweep --study KIND`)."""
 
-    kind: str  # digits | figure1
+    kind: str  # digits | figure1 | text
     experiment: str  # experiments/conf/experiment/<experiment>.yaml, also the run's name
 
 
@@ -39,6 +39,7 @@ STUDIES = {
     "model_size": PaperStudy("digits", "paper_model_size"),
     "complexity": PaperStudy("figure1", "paper_complexity"),
     "s_sweep": PaperStudy("digits", "paper_s_sweep"),
+    "text": PaperStudy("text", "paper_text"),
 }
 # notebook -> the tables it needs (it reads any others that exist); extrapolation reads every curve study
 NOTEBOOK_INPUTS = {
@@ -47,8 +48,10 @@ NOTEBOOK_INPUTS = {
     "paper_complexity": ["complexity"],
     "paper_s_sweep": ["s_sweep"],
     "paper_extrapolation": [],
+    "paper_text": ["text"],
+    "paper_text_s_sweep": ["text"],
 }
-FINDINGS_ORDER = ["figure1", "model_size", "complexity", "s_sweep", "extrapolation"]
+FINDINGS_ORDER = ["figure1", "model_size", "complexity", "s_sweep", "extrapolation", "text", "text_s_sweep"]
 
 
 def collect(root: Path, results: Path) -> dict[str, str]:
