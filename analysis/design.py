@@ -435,6 +435,7 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], *, target_width: float | No
     (dots: measured, crosses: predicted after the batch); right, where the points went (n by round). ``axes``:
     draw into these two instead of a new figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     if axes is None:
         figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -464,6 +465,8 @@ def plot_rounds(rounds: Sequence[Mapping[str, Any]], *, target_width: float | No
         right.scatter([c["n"] for c in chosen], [r["round"] + 1] * len(chosen), color="C3", s=24, marker="D",
                       label="chosen" if r is rounds[0] else None)
     right.set_xscale("log")
+    right.xaxis.set_minor_formatter(NullFormatter())  # a log axis within a decade labels every minor tick
+    right.yaxis.set_major_locator(MaxNLocator(integer=True))
     right.set_xlabel("n")
     right.set_ylabel("round")
     right.legend(fontsize=7, frameon=False)

@@ -91,9 +91,20 @@ def observations(table: pd.DataFrame, metric: str, units: list[tuple[int, int]])
                            [f"{s:g}" for s in rows.s] if rows.s.nunique() > 1 else None)
 
 
-def unit_seconds(plan: Plan) -> tuple[dict[tuple[int, int], float], float]:
-    """Recorded job-seconds of each (n, seed) (its pre-training and every fine-tune) and of the whole sweep."""
+def task_seconds(plan: Plan, known: dict[str, float]) -> dict[str, float]:
+    """Job-seconds of every finished task: as the sweep records them, else as an earlier round logged them (a
+    later local runner's record replaces the earlier one's, and a render task has no result.json to time)."""
     view = sweep.SweepView.read(plan.folder)
+    seconds = {}
+    for task in plan.tasks:
+        if view.done[task.key]:
+            value = view.seconds(task)
+            seconds[task.key] = float(value) if value is not None else float(known.get(task.key, 0.0))
+    return seconds
+
+
+def unit_seconds(plan: Plan, seconds: dict[str, float]) -> tuple[dict[tuple[int, int], float], float]:
+    """Job-seconds of each (n, seed) (its pre-training and every fine-tune) and of the whole sweep."""
     per_unit: dict[tuple[int, int], float] = {}
     counted: set[str] = set()
     for point in plan.points:
@@ -104,9 +115,8 @@ def unit_seconds(plan: Plan) -> tuple[dict[tuple[int, int], float], float]:
             if task.stage == "render" or task.key in counted:
                 continue
             counted.add(task.key)
-            per_unit[key] = per_unit.get(key, 0.0) + (view.seconds(task) or 0.0)
-    total = sum(view.seconds(t) or 0.0 for t in plan.tasks if view.done[t.key])
-    return per_unit, total
+            per_unit[key] = per_unit.get(key, 0.0) + seconds.get(task.key, 0.0)
+    return per_unit, sum(seconds.values())
 
 
 def cost_model(design: DesignConfig, study: Any, per_unit: dict[tuple[int, int], float]) -> CostModel:
@@ -196,7 +206,8 @@ def run_adaptive(config: Any, poll_seconds: float = 2.0) -> dict[str, Any]:
         error = sweep.unfinished_error(final)
         if error:
             raise error  # the log keeps every decision: running the same command again resumes this round
-        per_unit, spent = unit_seconds(plan)
+        seconds = task_seconds(plan, rounds[-1].get("task_seconds", {}) if rounds else {})
+        per_unit, spent = unit_seconds(plan, seconds)
         cost = cost_model(design, config.study, per_unit)
         spec = design_spec(design, cost, largest_n(config))
         budget_left = math.inf
@@ -213,7 +224,7 @@ def run_adaptive(config: Any, poll_seconds: float = 2.0) -> dict[str, Any]:
                                   target_width=design.target_width, budget_left=budget_left)
             stop = decision.stop
         record = {"event": "round", "round": index, "target": spec.target.label, "units": [list(u) for u in units],
-                  "limits": limits(design), "spent": spent, "cost_model": {"fixed_seconds": cost.fixed, "seconds_per_n": cost.per_n},
+                  "limits": limits(design), "spent": spent, "task_seconds": seconds, "cost_model": {"fixed_seconds": cost.fixed, "seconds_per_n": cost.per_n},
                   **decision.to_dict(), "stop": stop}
         if stop:
             record["chosen"] = []

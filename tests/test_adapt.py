@@ -63,6 +63,8 @@ def test_a_toy_adaptive_study_runs_its_rounds_logs_every_decision_and_a_rerun_ru
     assert len(first["chosen"]) == 1 and len(first["candidates"]) > 4
     assert {"n", "seed", "kind", "cost", "width_after", "score"} <= set(first["candidates"][0])
     assert first["width"] > 0 and first["predicted_width"] < first["width"]
+    assert set(first["task_seconds"]) < set(log[1]["task_seconds"])  # the render is still counted in round 1
+    assert log[1]["spent"] > first["spent"] > 0
     chosen = (first["chosen"][0]["n"], first["chosen"][0]["seed"])
     assert chosen not in {(50, 0), (100, 0), (200, 0), (400, 0)} and chosen[0] <= 800
     table = pd.read_csv(tmp_path / "adapt_toy" / "results.csv")
