@@ -77,6 +77,22 @@ def test_a_toy_adaptive_study_runs_its_rounds_logs_every_decision_and_a_rerun_ru
     assert set(before.values()) == {1} and len(before) == 10
     assert main(args) == 0  # finished: nothing re-planned, nothing run again
     assert len(rounds(tmp_path)) == 2 and attempts_per_run(tmp_path) == before
+    hours = [*args[:-1], "design.budget_points=null", "design.budget_hours=1e-6"]  # already spent: no new point
+    assert main(hours) == 0
+    assert rounds(tmp_path)[-1]["stop"] == "budget" and attempts_per_run(tmp_path) == before
+
+
+def test_the_cost_per_point_follows_the_recorded_durations_or_the_protocol_scaled_to_them():
+    from experiments.adapt import cost_model
+    from experiments.design import DesignConfig
+
+    per_unit = {(100, 0): 12.0, (200, 0): 22.0, (400, 0): 42.0}  # 2 s + 0.1 s per sample
+    fitted = cost_model(DesignConfig(cost="durations"), None, per_unit)
+    assert fitted.fixed == pytest.approx(2.0) and fitted.per_n == pytest.approx(0.1)
+    epochs = cost_model(DesignConfig(cost="fixed_epochs"), None, per_unit)
+    assert epochs.fixed == 0 and epochs(100) + epochs(200) + epochs(400) == pytest.approx(76.0)
+    steps = cost_model(DesignConfig(cost="fixed_steps"), None, per_unit)
+    assert steps.per_n == 0 and steps(10**6) == pytest.approx(76.0 / 3)
 
 
 def test_a_log_written_by_another_study_is_not_resumed(tmp_path, capsys):
