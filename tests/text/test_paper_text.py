@@ -146,3 +146,39 @@ def test_held_out_documents_precede_every_training_prefix(tmp_path):
     assert not set(held) & set(large)
     with pytest.raises(ValueError, match="render more"):
         heldout_and_training(dataset, 500, 10**6)
+
+
+def test_notebooks_make_the_text_figures_and_findings(paper_text_toy, tmp_path):
+    """The two text notebooks regenerate their figures, tables and findings rows from the collected table (with
+    one seed no paired test is possible, which the findings must say rather than fail on)."""
+    from experiments.paper import make_figures
+
+    root, _ = paper_text_toy
+    results, out = tmp_path / "results", tmp_path / "generated"
+    results.mkdir()
+    (results / "text.csv").write_text((root / "paper_text_toy" / "results.csv").read_text())
+    outcome = make_figures(results, out, bootstrap=0, only=["paper_text", "paper_text_s_sweep"])
+    assert outcome == {"paper_text": "ran", "paper_text_s_sweep": "ran"}
+    for name in ("text", "text_s_sweep"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 0 and (out / "tables" / f"{name}.tex").exists()
+    findings = (out / "findings.md").read_text()
+    assert "lowers real-text bits/char below training from scratch" in findings
+    assert "pre-trainings beat the unigram of their own text" in findings and "shrinks as s grows" in findings
+
+
+@pytest.mark.slow
+def test_gpu_slice_script_runs_at_toy_size_on_cpu(tmp_path):
+    """benchmarks/gpu/text_slice.sh end to end on the toy config: the slice runs, then its measured FLOP rate
+    costs the whole study."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OUT": str(tmp_path), "PY": sys.executable, "EXPERIMENT": "paper_text_toy",
+           "SLICE": "launcher=debug study.seeds=[0] study.n=[0,2048] ~cells"}
+    run = subprocess.run(["bash", str(repo / "benchmarks" / "gpu" / "text_slice.sh")], cwd=repo, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cost = (tmp_path / "text_slice_cost.txt").read_text()
+    assert "paper_text_toy: pretrain 12 tasks" in cost and "GFLOP/s measured" in cost
