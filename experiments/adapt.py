@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from analysis.design import CostModel, DesignSpec, Observations, Target, plan_round, plot_rounds
+from analysis.validation import InputError
 from experiments.design import DesignConfig, check_design
 from experiments.digits_demo import STAGES, digits_points, render_slice_tasks, validate
 from lab.core.config import ConfigError
@@ -64,7 +65,7 @@ def plan_units(config: Any, units: list[tuple[int, int]]) -> Plan:
     count = study.pretrain.render_count(largest_n(config))
     renders = render_slice_tasks(study.renderer, count, dataset, config.render_shards_per_task)
     tasks = {t.key: t for t in renders}
-    add = sweep_points(config)
+    add = digits_points(config.name, config.root, config.launcher.threads())
     points: list[dict[str, Any]] = []
     scratch = [0] if 0 in study.n else []
     cells = [replace(study, n=scratch, seeds=list(study.seeds))] if scratch else []
@@ -73,10 +74,6 @@ def plan_units(config: Any, units: list[tuple[int, int]]) -> Plan:
         points += add(tasks, cell, {}, dataset, count, [t.key for t in renders])
     return Plan(name=config.name, root=config.root, tasks=sweep.in_stage_order(tasks.values(), STAGES),
                 points=points)
-
-
-def sweep_points(config: Any):
-    return digits_points(config.name, config.root, config.launcher.threads())
 
 
 def observations(table: pd.DataFrame, metric: str, units: list[tuple[int, int]]) -> Observations:
@@ -119,14 +116,16 @@ def unit_seconds(plan: Plan, seconds: dict[str, float]) -> tuple[dict[tuple[int,
     return per_unit, sum(seconds.values())
 
 
-def cost_model(design: DesignConfig, study: Any, per_unit: dict[tuple[int, int], float]) -> CostModel:
-    """Seconds per point: fitted to the recorded durations, or the protocol's shape scaled to them."""
+def cost_model(design: DesignConfig, per_unit: dict[tuple[int, int], float]) -> CostModel:
+    """Seconds per point: fitted to the recorded durations, or the protocol's shape scaled to them (in the
+    protocol's own units when nothing was timed)."""
     n = [k[0] for k in per_unit]
     seconds = list(per_unit.values())
     if design.cost == "durations":
         return CostModel.from_durations(n, seconds)
     shape = CostModel.protocol(design.cost)
     scale = sum(seconds) / max(sum(shape(v) for v in n), 1e-12)
+    scale = scale if scale > 0 else 1.0
     return CostModel(fixed=shape.fixed * scale, per_n=shape.per_n * scale)
 
 
@@ -187,6 +186,32 @@ def check_adaptive(config: Any) -> None:
         raise ConfigError("the starting grid needs at least two n > 0 to fit (study.n)")
 
 
+def decide(config: Any, data: Observations, units: list[tuple[int, int]], index: int, cost: CostModel,
+           spent: float) -> dict[str, Any]:
+    """Round `index`: fit, score, choose within what is left of the budgets; the log record of the decision."""
+    design: DesignConfig = config.design
+    spec = design_spec(design, cost, largest_n(config))
+    budget_left = math.inf if design.budget_hours is None else design.budget_hours * 3600.0 - spent
+    points_left = math.inf if design.budget_points is None else design.budget_points - len(units)
+    out_of_rounds = points_left <= 0 or index >= design.max_rounds
+    try:
+        decision = plan_round(data, replace(spec, batch=int(min(design.batch, max(points_left, 1)))),
+                              target_width=design.target_width, budget_left=0.0 if out_of_rounds else budget_left)
+    except InputError as error:
+        raise ConfigError(f"round {index}: the fit of the results so far failed ({error}); finished points are "
+                          f"kept") from None
+    stop = decision.stop
+    if out_of_rounds and stop != "target":
+        stop = "budget" if points_left <= 0 else "rounds"
+    record = {"event": "round", "round": index, "target": spec.target.label, "units": [list(u) for u in units],
+              "limits": limits(design), "spent": spent,
+              "cost_model": {"fixed_seconds": cost.fixed, "seconds_per_n": cost.per_n}, **decision.to_dict(),
+              "stop": stop}
+    if stop:
+        record["chosen"] = []
+    return record
+
+
 def run_adaptive(config: Any, poll_seconds: float = 2.0) -> dict[str, Any]:
     """Run (or resume) the adaptive design of a sweep config to its stop; returns its summary and report."""
     check_adaptive(config)
@@ -208,37 +233,23 @@ def run_adaptive(config: Any, poll_seconds: float = 2.0) -> dict[str, Any]:
             raise error  # the log keeps every decision: running the same command again resumes this round
         seconds = task_seconds(plan, rounds[-1].get("task_seconds", {}) if rounds else {})
         per_unit, spent = unit_seconds(plan, seconds)
-        cost = cost_model(design, config.study, per_unit)
-        spec = design_spec(design, cost, largest_n(config))
-        budget_left = math.inf
-        if design.budget_hours is not None:
-            budget_left = design.budget_hours * 3600.0 - spent
-        points_left = math.inf if design.budget_points is None else design.budget_points - len(units)
-        index = len(rounds)
-        data = observations(table, design.metric, units)
-        if points_left <= 0 or index >= design.max_rounds:
-            decision = plan_round(data, replace(spec, batch=1), target_width=design.target_width, budget_left=0.0)
-            stop = "target" if decision.stop == "target" else "budget" if points_left <= 0 else "rounds"
-        else:
-            decision = plan_round(data, replace(spec, batch=int(min(design.batch, points_left))),
-                                  target_width=design.target_width, budget_left=budget_left)
-            stop = decision.stop
-        record = {"event": "round", "round": index, "target": spec.target.label, "units": [list(u) for u in units],
-                  "limits": limits(design), "spent": spent, "task_seconds": seconds, "cost_model": {"fixed_seconds": cost.fixed, "seconds_per_n": cost.per_n},
-                  **decision.to_dict(), "stop": stop}
-        if stop:
-            record["chosen"] = []
+        record = decide(config, observations(table, design.metric, units), units, len(rounds),
+                        cost_model(design, per_unit), spent)
+        record["task_seconds"] = seconds
+        stop = record["stop"]
         log.append(record)
         rounds.append(record)
         if stop:
             break
-        units += [(int(c.n), int(c.seed)) for c in decision.chosen]
+        units += [(int(c["n"]), int(c["seed"])) for c in record["chosen"]]
     figure_path = folder / FIGURE_FILE
     draw_log(rounds, design.target_width, figure_path, config.name)
     last = rounds[-1]
+    value = lambda v: "nan" if v is None else f"{v:.4g}"  # noqa: E731 (JSON null: not finite)
     report = (f"{config.name}: stopped ({last['stop']}) after {len(rounds)} rounds, {len(units)} points, "
-              f"{last['spent'] / 3600:.3g} job-hours; {last['target']} = {last['estimate']:.4g} "
-              f"[{last['interval'][0]:.4g}, {last['interval'][1]:.4g}] (95%, delta method), width {last['width']:.4g}"
+              f"{last['spent'] / 3600:.3g} job-hours; {last['target']} = {value(last['estimate'])} "
+              f"[{value(last['interval'][0])}, {value(last['interval'][1])}] (95%, delta method), width "
+              f"{value(last['width'])}"
               + (f" (target {design.target_width:g})" if design.target_width is not None else "")
               + f". Decisions: {log.path}; figure: {figure_path}; results: {results}")
     return {"rounds": rounds, "units": units, "stop": last["stop"], "report": report, "log": log.path,

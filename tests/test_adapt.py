@@ -87,12 +87,14 @@ def test_the_cost_per_point_follows_the_recorded_durations_or_the_protocol_scale
     from experiments.design import DesignConfig
 
     per_unit = {(100, 0): 12.0, (200, 0): 22.0, (400, 0): 42.0}  # 2 s + 0.1 s per sample
-    fitted = cost_model(DesignConfig(cost="durations"), None, per_unit)
+    fitted = cost_model(DesignConfig(cost="durations"), per_unit)
     assert fitted.fixed == pytest.approx(2.0) and fitted.per_n == pytest.approx(0.1)
-    epochs = cost_model(DesignConfig(cost="fixed_epochs"), None, per_unit)
+    epochs = cost_model(DesignConfig(cost="fixed_epochs"), per_unit)
     assert epochs.fixed == 0 and epochs(100) + epochs(200) + epochs(400) == pytest.approx(76.0)
-    steps = cost_model(DesignConfig(cost="fixed_steps"), None, per_unit)
+    steps = cost_model(DesignConfig(cost="fixed_steps"), per_unit)
     assert steps.per_n == 0 and steps(10**6) == pytest.approx(76.0 / 3)
+    untimed = cost_model(DesignConfig(cost="fixed_steps"), {(100, 0): 0.0, (200, 0): 0.0})
+    assert untimed(100) == untimed(200) == 1.0  # nothing timed: the protocol's own units
 
 
 def test_a_log_written_by_another_study_is_not_resumed(tmp_path, capsys):
