@@ -157,6 +157,9 @@ class DesignSpec:
         if len(law.independent_vars) != 1:
             raise ValueError(f"adaptive design supports laws of one input; {law.name} takes "
                              f"{list(law.independent_vars)}")
+        unknown = sorted(set(self.shared) - set(law.param_names))
+        if unknown:
+            raise ValueError(f"shared names {unknown}, not parameters of {law.name} ({', '.join(law.param_names)})")
         if self.batch < 1 or self.per_octave < 1:
             raise ValueError(f"batch and per_octave must be >= 1, got {self.batch}, {self.per_octave}")
         if self.beyond < 1 or not 0 < self.below <= 1:

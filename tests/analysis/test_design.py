@@ -139,6 +139,7 @@ def test_a_cost_model_is_fitted_to_recorded_durations():
     (lambda: Target.parse("loss@big"), "must be a number"),
     (lambda: DesignSpec(target=Target("gamma")), "not a parameter of power_floor"),
     (lambda: DesignSpec(law="joint_ns"), "one input"),
+    (lambda: DesignSpec(law="m4", target=Target("alpha")), "shared names \\['D'\\], not parameters of m4"),
     (lambda: CostModel(fixed=0.0, per_n=0.0), "not both 0"),
     (lambda: plan_round(Observations.of([100, 200, 400], [0] * 3, [0.5, 0.4, 0.35]), SPEC), "degrees of freedom"),
 ])
