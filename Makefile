@@ -42,6 +42,7 @@ paper-runs: $(STAMP)  ## launch the paper studies (returns at once; re-run to re
 	$(BIN)/lab sweep launch +experiment=paper_s_sweep $(LAUNCH)
 	$(BIN)/lab sweep --study figure1 launch +experiment=paper_figure1 $(LAUNCH)
 	$(BIN)/lab sweep --study figure1 launch +experiment=paper_complexity $(LAUNCH)
+	$(BIN)/lab sweep --study text launch +experiment=paper_text $(LAUNCH)
 
 figures: $(STAMP)  ## collect finished paper studies into paper/results, run one notebook per figure
 	$(BIN)/lab paper collect --root $(or $(ROOT),runs)
