@@ -193,10 +193,16 @@ def plan_text_sweep(config: TextSweepConfig) -> Plan:
                     points.append({"n": n, "s": s, "seed": seed, "model": study.model.name,
                                    "data": study.data.name, "generator": study.generator["name"],
                                    "budget": study.pretrain.budget, "cell": cell, **overrides, "task": key})
-    # seed by seed within a stage: a study stopped early has whole curves for its first seeds
+    # the from-scratch fine-tunes first (every gain is paired with them), then seed by seed within a stage: a
+    # study stopped early has the scratch arm and whole curves for its first seeds
     by_seed = sorted(tasks.values(), key=lambda task: getattr(task.job, "seed", -1))
-    return Plan(name=config.name, root=config.root, points=points,
-                tasks=sweep.in_stage_order(by_seed, ("tokenizer", "render", "pretrain", "finetune")))
+    rank = {stage: i for i, stage in enumerate(("tokenizer", "render", "scratch", "pretrain", "finetune"))}
+    ordered = sorted(by_seed, key=lambda task: rank["scratch" if is_scratch(task) else task.stage])
+    return Plan(name=config.name, root=config.root, points=points, tasks=ordered)
+
+
+def is_scratch(task: Task) -> bool:
+    return task.stage == "finetune" and getattr(task.job, "pretrain", 0) is None
 
 
 ARM_COLUMNS = ("cell", "generator", "budget")  # what tells one curve from another besides s

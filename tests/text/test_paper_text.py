@@ -86,10 +86,14 @@ def test_bad_cells_and_grids_fail_before_any_work(tmp_path):
     assert not (tmp_path / "paper_text_toy").exists()
 
 
-def test_plan_runs_seed_by_seed_and_renders_the_held_out_documents_too(tmp_path):
+def test_plan_runs_scratch_first_then_seed_by_seed_and_renders_the_held_out_documents_too(tmp_path):
     plan = plan_text_sweep(toy_config(tmp_path, "study.seeds=[0,1]"))
     pretrain_seeds = [t.job.seed for t in plan.tasks if t.stage == "pretrain"]
     assert pretrain_seeds == sorted(pretrain_seeds)
+    stages = [t.stage if t.stage != "finetune" or t.job.pretrain else "scratch" for t in plan.tasks]
+    first = {stage: stages.index(stage) for stage in stages}  # the scratch arm runs before any pre-training
+    assert first["tokenizer"] < first["render"] < first["scratch"] < first["pretrain"] < first["finetune"]
+    assert stages.count("scratch") == 4  # s = 1024 and the s sweep's 512, two seeds
     renders = [t for t in plan.tasks if t.stage == "render"]
     assert {t.job.generator["name"] for t in renders} == {"arithmetic", "mixture"}
     assert {t.job.tokens for t in renders} == {2048 + 2 * 256}
