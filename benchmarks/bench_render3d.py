@@ -9,9 +9,12 @@ fill the batches) and rendered with `render_batch`, which returns
 host numpy arrays (rgb, depth, normals, instance, semantic). On a GPU a second row times `render_tensors`
 (outputs left on the device, as a training loop that renders on the fly would use them) and a third
 `render_prepared` alone: the device half, once data-loader workers have run the CPU half (`prepare`). Renderers whose
-optional package is missing get a row saying so. img/cpu-s divides by the process's CPU time, which
-other jobs on a shared machine do not inflate. Prints a table and writes
-benchmarks/results/render3d_<hardware>_py<version>_torch<version>.csv.
+optional package is missing get a row saying so. img/cpu-s divides by the CPU time of the process and its
+child processes (the blenderproc engine renders in a `blenderproc run` per slice), which other jobs on a shared
+machine do not inflate. The blenderproc rows time one slice of `images` scenes, its ~3.5 s start-up
+included, and a third row times the start-up alone (a slice of one 8x8 image). Prints a table and writes
+benchmarks/results/render3d_<hardware>_py<version>_torch<version>.csv; with --renderers, the rows of renderers
+not run this time are kept from that file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import inspect
+import os
 import platform
 import sys
 import time
@@ -47,7 +51,8 @@ FIELDS = [
     "detail",
 ]
 # Images per timed run, per renderer kind: path tracers are orders of magnitude slower than the ray caster.
-CPU_IMAGES = {"torch": {64: 256, 224: 32}, "default": {64: 4, 224: 2}}
+CPU_IMAGES = {"torch": {64: 256, 224: 32}, "blenderproc": {64: 16, 224: 4}, "default": {64: 4, 224: 2}}
+STARTUP_SIZE = 8  # the blenderproc start-up row: a slice of one image this small
 CUDA_IMAGES = {64: 16384, 224: 2048}
 UNIQUE_CUDA_SCENES = 2048  # sampled once and repeated: sampling is CPU work, not the renderer's
 
@@ -71,8 +76,14 @@ def make_renderer(name: str, device: str, threads: int):
     return create_scene_renderer(name, **options)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes (a renderer may render in a child)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def time_call(function, device: str, repeats: int) -> tuple[float, float]:
-    """Best wall seconds and best process CPU seconds of `repeats` calls (after one warm-up call).
+    """Best wall seconds and best CPU seconds (process + children) of `repeats` calls (after one warm-up call).
 
     CPU seconds matter on a shared machine: other processes stretch the wall time, not our CPU time."""
     function()
@@ -80,12 +91,12 @@ def time_call(function, device: str, repeats: int) -> tuple[float, float]:
     for _ in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
-        start, start_cpu = time.perf_counter(), time.process_time()
+        start, start_cpu = time.perf_counter(), cpu_seconds()
         function()
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-        best_cpu = min(best_cpu, time.process_time() - start_cpu)
+        best_cpu = min(best_cpu, cpu_seconds() - start_cpu)
     return best, best_cpu
 
 
@@ -149,6 +160,8 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
             batch = scenes[:images]
             seconds = time_call(lambda: renderer.render_batch(batch, size, size), args.device, args.repeats)
             detail = "render_batch -> host numpy, all annotations"
+            if name == "blenderproc":
+                detail += f"; one slice (one blenderproc run, start-up included), {renderer.spp} spp"
             if args.device == "cuda":
                 detail += f"; {UNIQUE_CUDA_SCENES} distinct scenes repeated"
             rows.append(row(name, args, size, images, seconds, args.threads, detail))
@@ -173,7 +186,23 @@ def run(args: argparse.Namespace) -> list[dict[str, object]]:
                     )
                 )
                 del prepared
+        if name == "blenderproc":
+            seconds = time_call(lambda: renderer.render_batch(scenes[:1], STARTUP_SIZE, STARTUP_SIZE), args.device,
+                                args.repeats)  # fmt: skip
+            rows.append(row(name, args, STARTUP_SIZE, 1, seconds, args.threads,
+                            f"start-up per slice: {seconds[0]:.2f} s wall, {seconds[1]:.2f} s CPU (one blenderproc "
+                            f"run of a single {STARTUP_SIZE}x{STARTUP_SIZE} image)"))  # fmt: skip
     return rows
+
+
+def merge_rows(path: Path, rows: list[dict[str, object]]) -> list[dict[str, object]]:
+    """`rows`, then the rows of `path` (an earlier run) for renderers this run did not measure."""
+    if not path.exists():
+        return rows
+    measured = {r["renderer"] for r in rows}
+    with path.open(newline="") as handle:
+        kept = [r for r in csv.DictReader(handle) if r["renderer"] not in measured]
+    return rows + kept
 
 
 def main() -> None:
@@ -193,6 +222,9 @@ def main() -> None:
         parser.error("--device cuda: no CUDA device is available")
 
     rows = run(args)
+    out = results_path(args.device)
+    if args.renderers:
+        rows = merge_rows(out, rows)
     print(
         f"# {hardware_name(args.device)} | python {platform.python_version()} | torch {torch.__version__} | "
         f"{args.threads} thread(s) | level {args.level}"
@@ -200,11 +232,10 @@ def main() -> None:
     print(f"{'renderer':<10}{'size':>6}{'images':>8}{'img/s':>12}{'img/s/core':>12}{'img/cpu-s':>11}  detail")
     for r in rows:
         rate, core, cpu = (
-            f"{r[k]:.4g}" if r[k] != "" else "-"
+            f"{float(r[k]):.4g}" if r[k] != "" else "-"
             for k in ("images_per_second", "images_per_second_per_core", "images_per_cpu_second")
         )
         print(f"{r['renderer']:<10}{r['size']:>6}{r['images']:>8}{rate:>12}{core:>12}{cpu:>11}  {r['detail']}")
-    out = results_path(args.device)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)

@@ -21,7 +21,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET=${BLENDERPROC_HOME:-$ROOT/.blenderproc}
-PYTHON=${BLENDERPROC_PYTHON:-python3.11}
 MAJOR=4.2
 PINS=(blenderproc==2.8.0 bpy==4.2.23 numpy==1.26.4)
 SHIM=$ROOT/synth_render/scene3d/blenderproc_side/blender_shim.py
@@ -32,8 +31,15 @@ if [[ -f $STAMP && "$(cat "$STAMP")" == "$WANT" ]]; then
     echo "BlenderProc side environment up to date: $TARGET"
     exit 0
 fi
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
-    echo "scripts/blenderproc-env.sh: needs Python 3.11 (bpy 4.2's wheels are cp311); set BLENDERPROC_PYTHON" >&2
+PYTHON=""
+for candidate in ${BLENDERPROC_PYTHON:-} python3.11 /usr/bin/python3.11; do
+    if "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        PYTHON=$candidate
+        break
+    fi
+done
+if [[ -z $PYTHON ]]; then
+    echo "scripts/blenderproc-env.sh: needs Python 3.11 with venv (bpy 4.2's wheels are cp311); set BLENDERPROC_PYTHON" >&2
     exit 1
 fi
 start=$SECONDS

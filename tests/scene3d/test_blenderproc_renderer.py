@@ -97,6 +97,7 @@ def test_annotations_agree_with_the_torch_and_mitsuba_engines(rendered, referenc
             a, b = ref.instance == k, instance == k
             if a.sum() >= MIN_PIXELS:
                 ious.append(float((a & b).sum() / (a | b).sum()))
+        assert abs(sample["rgb.png"].mean() - ref.rgb.mean()) <= 0.25 * ref.rgb.mean(), f"{name}: brightness"
         assert (np.isfinite(ref.depth) == np.isfinite(sample["depth.npy"])).mean() >= 0.995
         assert (ref.semantic == sample["semantic.png"]).mean() >= 0.99
         same = (ref.instance == instance) & np.isfinite(ref.depth) & np.isfinite(sample["depth.npy"])
@@ -150,6 +151,21 @@ def test_a_failing_scene_script_surfaces_its_error_and_exit_code(rendered, tmp_p
         engine.render_batch(rendered["scenes"][:1], 16, 16)
     assert caught.value.returncode == 2
     assert "RuntimeError: the scene script broke on purpose" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_slice_past_its_timeout_is_stopped_with_its_blender(rendered, tmp_path):
+    script = tmp_path / "stuck.py"
+    marker = tmp_path / "pid"
+    script.write_text("import blenderproc as bproc\nimport os, sys, time\n\n"
+                      f"open({str(marker)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n")
+    engine = create_scene_renderer("blenderproc", script=str(script), work_dir=str(tmp_path / "slices"), timeout=20)
+    with pytest.raises(BlenderProcError, match="timed out after 20 s"):
+        engine.render_batch(rendered["scenes"][:1], 16, 16)
+    stat = Path(f"/proc/{int(marker.read_text())}/stat")
+    time.sleep(0.5)
+    # the Blender process the slice started is gone too (or a zombie, dead, until an init that reaps it does)
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_a_missing_side_environment_names_the_install_command(tmp_path):

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,7 +76,7 @@ def side_python(home: Path) -> Path:
 
 def check_side_environment(home: Path) -> None:
     """RendererUnavailableError naming the install command unless `home` holds a finished side environment."""
-    needed = [home / ".installed", home / "blender", side_python(home),
+    needed = [home / ".installed", home / "blender", home / "blender_shim.py", side_python(home),
               home / "custom-python-packages" / "installed_packages_cache_v2.json"]  # fmt: skip
     missing = [str(path) for path in needed if not path.exists()]
     if missing:
@@ -84,6 +85,11 @@ def check_side_environment(home: Path) -> None:
             f"{', '.join(missing)}); build it once, offline from the package registries, with `{INSTALL_COMMAND}` "
             "(or `bash scripts/blenderproc-env.sh`; BLENDERPROC_HOME puts it elsewhere). BlenderProc and bpy are "
             "GPL and stay out of the lab's own environment."
+        )
+    if (home / "blender_shim.py").read_bytes() != (SIDE_SCRIPTS / "blender_shim.py").read_bytes():
+        raise RendererUnavailableError(
+            f"the BlenderProc side environment in {home} was built from another blender_shim.py than this "
+            f"checkout's; rebuild it with `{INSTALL_COMMAND}`"
         )
 
 
@@ -199,11 +205,16 @@ class BlenderProcRenderer(SceneRenderer):
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
         log_path = folder / "blenderproc.log"
         with open(log_path, "wb") as log:
+            # a session of its own, so that a timeout or Ctrl-C stops BlenderProc's CLI and the Blender it started
+            process = subprocess.Popen(self.command(folder), stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
             try:
-                result = subprocess.run(self.command(folder), stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, env=env, timeout=self.timeout, check=False)  # fmt: skip
-                returncode = result.returncode
-            except subprocess.TimeoutExpired:
+                returncode = process.wait(timeout=self.timeout)
+            except BaseException as error:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                if not isinstance(error, subprocess.TimeoutExpired):
+                    raise
                 returncode = -1
         log_text = log_path.read_text(errors="replace")
         tail = "\n".join(log_text.splitlines()[-LOG_TAIL_LINES:])
