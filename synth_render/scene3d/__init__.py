@@ -5,7 +5,7 @@ into RGB plus depth, normals, instance and class masks.
     out = create_scene_renderer("torch").render(scene, 64, 64)                 # RenderOutput
 
 Modules: `scene` (the data), `shapes` (shape kinds and object classes), `sampler` (levels lv0..lv7),
-`geometry` (scene -> world meshes, camera maths), `textures`, `renderers` (torch, mitsuba, blender),
+`geometry` (scene -> world meshes, camera maths), `textures`, `renderers` (torch, mitsuba, blender, blenderproc),
 `supersample` (k x k renders -> output size), `writer` (tar shards). The training views of the shards are
 `lab.data.scene_tasks` (data reading).
 """
