@@ -362,14 +362,29 @@ def launcher_json(launcher: LauncherConfig) -> str:
     return json.dumps({**launcher.__dict__, "extra_sbatch": plain_dict(launcher.extra_sbatch)})
 
 
+def update_local_status(folder: Path, changes: dict[str, dict[str, Any]]) -> None:
+    """Merge `changes` (task key -> record) into the local runners' status file under its lock: runners of
+    several launches of one sweep share the file, and each task's record stays until that task runs again (so its
+    duration outlives a later launch)."""
+    path = folder / LOCAL_STATUS_FILE
+    with open(folder / (LOCAL_STATUS_FILE + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            status = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:  # unreadable: the records of the runs are in their run directories anyway
+            status = {}
+        status.update(changes)
+        atomic_write_json(path, status)
+
+
 def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str], plan: Plan) -> None:
-    """Run `keys` of the plan: in this process (debug), else in a detached runner that gets the pickled plan
-    through its stdin (no plan pickle on disk for anyone to replace)."""
-    atomic_write_json(folder / LOCAL_STATUS_FILE, {k: {"state": "PENDING"} for k in keys})
+    """Run `keys` of the plan: in this process (debug), else in a detached runner that gets the pickled plan and
+    its keys through its stdin (no plan pickle on disk for anyone to replace)."""
+    update_local_status(folder, {k: {"state": "PENDING"} for k in keys})
     if launcher.name == "debug":
-        run_plan_locally(folder, launcher, plan)
+        run_plan_locally(folder, launcher, plan, keys)
         return
-    payload = pickle.dumps(plan)
+    payload = pickle.dumps((plan, keys))
     with open(folder / "local_runner.log", "a") as log:
         runner = subprocess.Popen([sys.executable, "-m", "lab.run.sweep", str(folder), launcher_json(launcher)],
                                   stdout=log, stderr=log, stdin=subprocess.PIPE, start_new_session=True)
@@ -382,29 +397,27 @@ def _start_local_runner(folder: Path, launcher: LauncherConfig, keys: list[str],
         pass
 
 
-def run_plan_locally(folder: Path, launcher: LauncherConfig, plan: Plan) -> None:
-    """The local runner: execute the tasks of `plan` listed in the runner's status file, recording each one's
-    state."""
-    status_path = folder / LOCAL_STATUS_FILE
-    status = json.loads(status_path.read_text())
+def run_plan_locally(folder: Path, launcher: LauncherConfig, plan: Plan, keys: Sequence[str]) -> None:
+    """The local runner: execute the tasks `keys` of `plan`, recording each one's state in the status file."""
+    mine = set(keys)
+    states: dict[str, str] = {key: "PENDING" for key in mine}
 
     def record(task: Task, outcome: JobOutcome | None) -> None:
         if outcome is None:
-            status[task.key] = {"state": "RUNNING", "started": time.time()}  # status's ETA counts from here
+            change = {"state": "RUNNING", "started": time.time()}  # status's ETA counts from here
         else:
             state = "COMPLETED" if outcome.ok else "CANCELLED" if outcome.error == PARENT_FAILED else "FAILED"
-            status[task.key] = {"state": state, "job_id": outcome.job_id, "error": outcome.error,
-                                "log": outcome.log, "seconds": outcome.seconds}
-        atomic_write_json(status_path, status)
+            change = {"state": state, "job_id": outcome.job_id, "error": outcome.error, "log": outcome.log,
+                      "seconds": outcome.seconds}
+        states[task.key] = change["state"]
+        update_local_status(folder, {task.key: change})
 
     try:
-        run_tasks([t for t in plan.tasks if t.key in status and not t.done()], launcher, folder / "jobs",
+        run_tasks([t for t in plan.tasks if t.key in mine and not t.done()], launcher, folder / "jobs",
                   desc=plan.name, on_change=record)
     except KeyboardInterrupt:
-        for key, info in status.items():
-            if info["state"] in ("PENDING", "RUNNING"):
-                status[key] = {"state": "CANCELLED", "error": "interrupted"}
-        atomic_write_json(status_path, status)
+        update_local_status(folder, {key: {"state": "CANCELLED", "error": "interrupted"}
+                                     for key, state in states.items() if state in ("PENDING", "RUNNING")})
         raise
 
 
@@ -1062,6 +1075,6 @@ def run_to_completion(
 if __name__ == "__main__":  # the detached local runner: python -m lab.run.sweep SWEEP_DIR LAUNCHER_JSON
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     signal.signal(signal.SIGINT, signal.default_int_handler)  # stop_local_runner's signal, even if inherited ignored
-    from lab.run.sweep import run_plan_locally as runner  # the importable module's: jobs pickle lab.run.sweep.StageCall
+    from lab.run.sweep import run_plan_locally as runner  # the importable module's (not __main__): jobs pickle its classes
 
-    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])), pickle.load(sys.stdin.buffer))
+    runner(Path(sys.argv[1]), LauncherConfig(**json.loads(sys.argv[2])), *pickle.load(sys.stdin.buffer))
