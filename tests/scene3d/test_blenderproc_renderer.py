@@ -55,11 +55,13 @@ def rendered(tmp_path_factory):
                  f"renderer.width={SIZE}", f"renderer.height={SIZE}", f"count={COUNT}", "workers=1",
                  f"out={out}", f"preview={sheet}", f"coco={coco}", "+renderer.engine_options.spp=2",
                  f"+renderer.engine_options.work_dir={root / 'slices'}",
-                 "+renderer.engine_options.export=[hdf5,coco]", f"+renderer.engine_options.export_dir={exports}"])  # fmt: skip
+                 "+renderer.engine_options.export=[hdf5,coco]",
+                 f"+renderer.engine_options.export_dir={exports}"])  # fmt: skip
     assert code == 0
     samples = list(iter_tar_samples(out / "shard-000000.tar"))
     return {"out": out, "sheet": sheet, "coco": coco, "exports": exports, "samples": samples,
-            "scenes": [Scene.from_dict(sample["json"]["scene"]) for sample in samples], "slices": root / "slices"}  # fmt: skip
+            "scenes": [Scene.from_dict(sample["json"]["scene"]) for sample in samples],
+            "slices": root / "slices"}  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["torch", "mitsuba"])
@@ -70,6 +72,7 @@ def reference(request, rendered):
 
 def test_lab_render_writes_every_annotation_and_the_exports(rendered):
     samples = rendered["samples"]
+    manifest = json.loads((rendered["out"] / "manifest.json").read_text())
     assert [s["json"]["engine"] for s in samples] == ["blenderproc"] * COUNT
     for sample in samples:
         assert sample["rgb.png"].shape == (SIZE, SIZE, 3) and sample["rgb.png"].std() > 5
@@ -77,7 +80,7 @@ def test_lab_render_writes_every_annotation_and_the_exports(rendered):
         assert sample["normals.npy"].shape == (SIZE, SIZE, 3)
         record = sample["json"]
         assert record["objects"] and all(len(obj["bbox"]) == 4 for obj in record["objects"])
-        assert len(record["multilabel"]) == len(json.loads((rendered["out"] / "manifest.json").read_text())["class_names"])
+        assert len(record["multilabel"]) == len(manifest["class_names"])
         ids = set(np.unique(sample["instance.png"])) - {0}
         assert ids and ids <= set(range(1, len(record["scene"]["objects"]) + 1))
     assert rendered["sheet"].stat().st_size > 0
@@ -192,5 +195,6 @@ def test_bad_options_are_rejected(options, message):
 
 
 def test_the_lab_never_imports_blenderproc_or_bpy_for_this_engine():
-    source = (Path(__file__).resolve().parents[2] / "synth_render/scene3d/renderers/blenderproc_renderer.py").read_text()
+    engine = Path(__file__).resolve().parents[2] / "synth_render/scene3d/renderers/blenderproc_renderer.py"
+    source = engine.read_text()
     assert "import bpy" not in source and "import blenderproc" not in source

@@ -106,8 +106,8 @@ class BlenderProcRenderer(SceneRenderer):
     RGB image), threads (Cycles threads, None = all cores), max_depth (light bounces), home (the side
     environment, default $BLENDERPROC_HOME or .blenderproc/), work_dir (where slices are staged; default the
     system's temporary folder), export ("hdf5", "coco" or both, as "hdf5,coco" or a list: BlenderProc's own
-    formats, into export_dir), script (another BlenderProc run script reading the same slice folder), timeout (seconds per
-    slice, None = no limit)."""
+    formats, into export_dir), script (another BlenderProc run script reading the same slice folder), timeout
+    (seconds per slice, None = no limit)."""
 
     name = "blenderproc"
 
@@ -208,21 +208,25 @@ class BlenderProcRenderer(SceneRenderer):
             # a session of its own, so that a timeout or Ctrl-C stops BlenderProc's CLI and the Blender it started
             process = subprocess.Popen(self.command(folder), stdin=subprocess.DEVNULL, stdout=log,
                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+            timed_out = False
             try:
                 returncode = process.wait(timeout=self.timeout)
             except BaseException as error:
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+                returncode = process.wait()
                 if not isinstance(error, subprocess.TimeoutExpired):
                     raise
-                returncode = -1
+                timed_out = True
         log_text = log_path.read_text(errors="replace")
         tail = "\n".join(log_text.splitlines()[-LOG_TAIL_LINES:])
         spec = json.loads((folder / "spec.json").read_text())
         missing = [n for n in range(len(spec["scenes"])) if not (folder / f"out-{n}.npz").exists()]
-        if returncode != 0 or missing:
-            why = (f"timed out after {self.timeout} s" if returncode == -1 else f"exited with code {returncode}")
-            if returncode == 0:
+        if timed_out or returncode != 0 or missing:
+            if timed_out:
+                why = f"timed out after {self.timeout} s"
+            elif returncode != 0:
+                why = f"exited with code {returncode}"
+            else:
                 why = f"exited with code 0 but left {len(missing)} scene(s) unrendered"
             raise BlenderProcError(
                 f"blenderproc run {self.script.name} {why} on slice {folder} (its scenes rendered so far are kept: "
@@ -269,8 +273,8 @@ class BlenderProcRenderer(SceneRenderer):
 
 
 def _material_record(material: Material) -> dict[str, Any]:
-    record: dict[str, Any] = {"color": list(material.color), "roughness": material.roughness,
-                              "metallic": material.metallic, "specular": material.specular, "texture": None}  # fmt: skip
+    record: dict[str, Any] = {"color": list(material.color), "roughness": material.roughness, "texture": None,
+                              "metallic": material.metallic, "specular": material.specular}  # fmt: skip
     texture = material.texture
     if texture is not None:
         waves, phases = noise_waves(texture) if texture.kind == "noise" else (np.zeros((0, 3)), np.zeros(0))
