@@ -64,5 +64,5 @@ def test_scene_engines_and_text_families_are_discovered():
     from synth_render.scene3d.renderers import SCENE_RENDERERS
     from synth_render.text import TEXT_GENERATORS
 
-    assert {"torch", "mitsuba", "blender"} <= set(SCENE_RENDERERS)
-    assert TEXT_GENERATORS.names() == ["arithmetic", "dialogue", "structured", "world_facts"]
+    assert {"torch", "mitsuba", "blender", "blenderproc"} <= set(SCENE_RENDERERS)
+    assert TEXT_GENERATORS.names() == ["arithmetic", "dialogue", "mixture", "structured", "world_facts"]
