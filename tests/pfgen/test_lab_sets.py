@@ -32,7 +32,8 @@ def sets(tmp_path_factory) -> dict[str, Path]:
 def test_every_generator_has_a_question_maker():
     from synth_render.text import TEXT_GENERATORS
 
-    assert QUESTION_MAKERS.names() == TEXT_GENERATORS.names() == sorted(GENERATORS)
+    # the mixture interleaves the other families' documents: its questions are theirs
+    assert QUESTION_MAKERS.names() == [n for n in TEXT_GENERATORS.names() if n != "mixture"] == sorted(GENERATORS)
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
