@@ -23,7 +23,7 @@ env: $(STAMP)
 blenderproc-env:
 	bash scripts/blenderproc-env.sh
 
-demo: $(STAMP)  ## the demo scaling study (7-9 minutes on 2 cores); results in runs/digits_demo/
+demo: $(STAMP)  ## the demo scaling study (4-6 minutes on 2 cores); results in runs/digits_demo/
 	$(BIN)/lab demo
 
 test: $(STAMP) system-deps blenderproc-env  ## the default test suite (slow tests excluded)
