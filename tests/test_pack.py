@@ -65,6 +65,7 @@ def test_the_default_pack_size_is_sixteen_on_slurm_and_one_locally():
     assert tasks_per_job(LauncherConfig(name="slurm")) == 16
     assert tasks_per_job(LauncherConfig(name="local")) == tasks_per_job(LauncherConfig(name="debug")) == 1
     assert tasks_per_job(LauncherConfig(name="local", tasks_per_job=4)) == 4
+    assert tasks_per_job(LauncherConfig(name="slurm", tasks_per_job=4, tasks_per_node=2)) == 1  # DDP: one a job
     with pytest.raises(ValueError, match="tasks_per_job must be >= 0"):
         LauncherConfig(tasks_per_job=-1).validate()
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import traceback
@@ -39,7 +40,10 @@ DEFAULT_TASKS_PER_JOB = {"slurm": 16}  # launcher.tasks_per_job = 0: this many; 
 
 def tasks_per_job(launcher: Any) -> int:
     """The pack size a launcher asks for: its `tasks_per_job`, or for 0 the executor's default (16 on Slurm,
-    where each job pays the start-up; 1 locally, where warm workers pay it once)."""
+    where each job pays the start-up; 1 locally, where warm workers pay it once). A multi-process (DDP) job runs
+    one task: a second stage in the same processes would set up its process group on the port still held."""
+    if launcher.tasks_per_node > 1 or launcher.nodes > 1:  # DDP: a process group (and its port) per job
+        return 1
     return launcher.tasks_per_job or DEFAULT_TASKS_PER_JOB.get(launcher.name, 1)
 
 
@@ -171,6 +175,12 @@ class PackCall(submitit.helpers.Checkpointable):
                 outcome["result"] = self.call(entry)
         except UncompletedJobError:  # submitit's own end of the job (time-out without requeue): not this task's
             raise
+        except subprocess.CalledProcessError as error:
+            if list(error.cmd)[:2] == ["scontrol", "requeue"]:  # submitit's requeue, raced by Slurm's SIGTERM
+                raise
+            from lab.run.launch import first_error_line
+
+            outcome.update(ok=False, error=first_error_line(error))
         except Exception as error:  # one task's failure must not stop the rest of the pack
             from lab.run.launch import first_error_line
 
