@@ -84,4 +84,5 @@ def test_text_study_names_each_stage_it_runs(tmp_path, capsys):
     assert main(["text-study", "+experiment=text_toy", "launcher=debug", "study.n=[0,1024]", f"root={tmp_path}"]) == 0
     err = capsys.readouterr().err
     assert "text_toy tokenizer" in err and "text_toy render" in err and "text_toy pretrain" in err
-    assert "tokenizer 1/1, render 1/1, pretrain 1/1, finetune 2/2, failed 0" in err
+    # stages counted in the plan's order (the scratch fine-tune comes before the pre-training)
+    assert "tokenizer 1/1, render 1/1, finetune 2/2, pretrain 1/1, failed 0" in err
