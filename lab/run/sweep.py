@@ -51,11 +51,11 @@ from lab.core.launcher import plain_dict
 from lab.core.progress import read_progress
 from lab.run.launch import EXECUTORS, JobOutcome, LauncherConfig, error_line, first_error_line, validate_launcher
 from lab.run.pack import (  # noqa: F401 (PARENT_FAILED: callers read it here)
-    PARENT_FAILED, PackCall, PackEntry, form_packs, point_file, read_point_record, tasks_per_job,
+    PARENT_FAILED, PackCall, PackEntry, form_packs, outputs_done, read_point_record, tasks_per_job,
 )
 from lab.run.workers import WarmJob, WarmWorkers
 from lab.core.results import results_table, write_table
-from lab.core.rundir import RunDir, atomic_write_json, load_result, read_jsonl, result_done
+from lab.core.rundir import RunDir, atomic_write_json, load_result, read_jsonl
 
 STATE_FILE = "state.json"
 PLAN_FILE = "plan.json"  # what status and collect read: data only (PLAN_FORMAT)
@@ -109,7 +109,7 @@ class Task:
     depends: list[str] = field(default_factory=list)
 
     def done(self) -> bool:
-        return all(result_done(p) if Path(p).name == "result.json" else Path(p).exists() for p in self.outputs)
+        return outputs_done(self.outputs)
 
 
 @dataclass
